@@ -1,0 +1,97 @@
+"""The response cache: a SQLite table under ORCHESTRATOR_HOME.
+
+The key is a hash of everything that changes the answer (provider, API model, base URL, messages,
+every sampling parameter including the seed, the output schema, the mode version, the repeat index)
+and of nothing secret. Errors are never cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .types import Completion
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL,
+    completion TEXT NOT NULL
+);
+"""
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    """A stable hash of the request parts (sorted JSON, so dict order never matters)."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A SQLite connection in WAL mode, usable from the thread that runs the event loop."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+class ResponseCache:
+    """Get and put completions by key; thread-safe, one connection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = connect(path)
+        self._conn.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Completion | None:
+        """The stored completion for ``key``, or None when absent or expired."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT completion, expires FROM responses WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        if row[1] is not None and row[1] <= time.time():
+            return None
+        return Completion.model_validate_json(row[0])
+
+    def put(self, key: str, completion: Completion, ttl_s: float | None = None) -> None:
+        """Store a successful completion (never an error); ``ttl_s`` None keeps it until cleared."""
+        if ttl_s is not None and ttl_s <= 0:
+            return
+        now = time.time()
+        # raw bodies stay out of the cache file; the rest is what a hit returns
+        blob = completion.model_dump_json(exclude={"raw"})
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO responses (key, model, created, expires, completion) VALUES (?,?,?,?,?)",
+                (key, completion.model, now, now + ttl_s if ttl_s is not None else None, blob),
+            )
+
+    def purge_expired(self) -> int:
+        """Delete expired rows; returns how many."""
+        with self._lock:
+            return self._conn.execute(
+                "DELETE FROM responses WHERE expires IS NOT NULL AND expires <= ?", (time.time(),)
+            ).rowcount
+
+    def count(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM responses")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

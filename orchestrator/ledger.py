@@ -1,0 +1,189 @@
+"""Cost and token accounting: a ledger by model and mode, and a budget checked before and after each call.
+
+Before a call the client reserves a pre-flight estimate (prompt characters / 4 at the input price plus
+``max_tokens`` at the output price); a call whose estimate, added to what is spent and what concurrent
+calls have reserved, would cross the cap is not sent (:class:`~orchestrator.errors.BudgetExceededError`).
+After the call the reservation is replaced by the actual cost. Tokens are counted on the disjoint usage
+axes of :class:`~orchestrator.types.Usage`, so a cached input token is never counted (or priced) twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from dataclasses import dataclass, field, fields
+
+from .errors import BudgetExceededError
+from .types import Completion
+
+log = logging.getLogger("orchestrator")
+
+
+@dataclass
+class LedgerLine:
+    """Totals for one (model, mode): calls, hits and errors; billed tokens per axis; USD spent and saved."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+    input_uncached: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    output: int = 0
+    reasoning: int = 0
+    spent_usd: float = 0.0
+    saved_usd: float = 0.0
+    unpriced_calls: int = 0
+
+    def add(self, other: LedgerLine) -> LedgerLine:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    @property
+    def input_total(self) -> int:
+        return self.input_uncached + self.cache_read + self.cache_write
+
+    @property
+    def output_total(self) -> int:
+        return self.output + self.reasoning
+
+
+@dataclass
+class Ledger:
+    """Tokens on every axis, money spent and saved, by (model, mode); optionally capped by a budget.
+
+    Thread-safe. A cache hit counts as a call and a hit, adds what it saved, and adds no tokens or
+    spend (nothing was billed). ``spent_usd`` counts priced calls only; ``unpriced_calls`` says how many
+    had an unknown price.
+    """
+
+    budget_usd: float | None = None
+    lines: dict[tuple[str, str], LedgerLine] = field(default_factory=dict)
+    reserved_usd: float = 0.0
+    _spent: float = field(default=0.0, repr=False)
+    _saved: float = field(default=0.0, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _warned: set[str] = field(default_factory=set, repr=False)
+    _over_budget_logged: bool = field(default=False, repr=False)
+
+    @property
+    def spent_usd(self) -> float:
+        return self._spent
+
+    @property
+    def saved_usd(self) -> float:
+        return self._saved
+
+    @property
+    def remaining_usd(self) -> float | None:
+        """What the budget still allows (reservations of calls in flight deducted), or None without a cap."""
+        if self.budget_usd is None:
+            return None
+        return max(0.0, self.budget_usd - self._spent - self.reserved_usd)
+
+    def line(self, model: str, mode: str | None) -> LedgerLine:
+        key = (model, mode or "")
+        line = self.lines.get(key)
+        if line is None:
+            line = self.lines[key] = LedgerLine()
+        return line
+
+    def reserve(self, model: str, estimate: float | None) -> float:
+        """Check the budget before a call; reserve the estimate so concurrent calls see it.
+
+        Raises BudgetExceededError when the call could cross the cap; returns the amount reserved
+        (0 without a budget or when the price is unknown: such calls cannot be counted).
+        """
+        if self.budget_usd is None or estimate is None:
+            return 0.0
+        with self._lock:
+            if self._spent + self.reserved_usd + estimate > self.budget_usd:
+                raise BudgetExceededError(
+                    f"budget ${self.budget_usd:.4f} would be exceeded: spent ${self._spent:.4f}, "
+                    f"in flight ${self.reserved_usd:.4f}, this call up to ${estimate:.4f}",
+                    model=model,
+                )
+            self.reserved_usd += estimate
+        return estimate
+
+    def release(self, amount: float) -> None:
+        if amount:
+            with self._lock:
+                self.reserved_usd = max(0.0, self.reserved_usd - amount)
+
+    def warn_unpriced(self, model: str) -> None:
+        """Warn once per model (per ledger) that its price is unknown."""
+        if model in self._warned:
+            return
+        with self._lock:
+            if model in self._warned:
+                return
+            self._warned.add(model)
+        warnings.warn(
+            f"model {model!r} has no price in the config: its cost is unknown (None) and not counted "
+            "against the budget",
+            stacklevel=4,
+        )
+
+    def record(self, completion: Completion) -> None:
+        with self._lock:
+            line = self.line(completion.model, completion.mode)
+            line.calls += 1
+            if completion.from_cache:
+                line.cache_hits += 1
+                saved = completion.cost_saved_usd or 0.0
+                line.saved_usd += saved
+                self._saved += saved
+                return
+            u = completion.usage
+            line.input_uncached += u.input_uncached
+            line.cache_read += u.cache_read
+            line.cache_write += u.cache_write
+            line.output += u.output
+            line.reasoning += u.reasoning
+            if completion.cost_usd is None:
+                line.unpriced_calls += 1
+            else:
+                line.spent_usd += completion.cost_usd
+                self._spent += completion.cost_usd
+            over = (
+                self.budget_usd is not None and self._spent > self.budget_usd and not self._over_budget_logged
+            )
+            if over:
+                self._over_budget_logged = True
+        if over:  # the estimate was too low: no further call will be sent
+            log.warning(
+                "spent $%.4f, above the budget of $%.4f: no further call will be sent",
+                self._spent,
+                self.budget_usd,
+            )
+
+    def record_error(self, model: str, mode: str | None) -> None:
+        with self._lock:
+            self.line(model, mode).errors += 1
+
+    def totals(self) -> LedgerLine:
+        """Everything, summed over models and modes."""
+        with self._lock:
+            total = LedgerLine()
+            for line in self.lines.values():
+                total.add(line)
+            return total
+
+    def by(self, axis: str = "model") -> dict[str, LedgerLine]:
+        """Totals by ``"model"`` or by ``"mode"``."""
+        if axis not in ("model", "mode"):
+            raise ValueError("axis must be 'model' or 'mode'")
+        index = 0 if axis == "model" else 1
+        out: dict[str, LedgerLine] = {}
+        with self._lock:
+            for key, line in sorted(self.lines.items()):
+                out.setdefault(key[index], LedgerLine()).add(line)
+        return out
+
+    def to_rows(self) -> list[dict[str, object]]:
+        """One dict per (model, mode), for a DataFrame."""
+        with self._lock:
+            return [{"model": m, "mode": md, **vars(line)} for (m, md), line in sorted(self.lines.items())]

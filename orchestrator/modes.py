@@ -1,0 +1,182 @@
+"""Prompt modes: a system prompt, a user template over an Issue, defaults, an output schema, a version.
+
+A mode's ``version`` is a hash of everything that shapes its prompt, so results and cache entries
+from an older prompt are never confused with a newer one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .types import ISSUE_TYPES, SEVERITIES, Issue, Message
+
+CLASSIFY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "enum": list(ISSUE_TYPES)},
+        "component": {"type": "string"},
+        "severity": {"type": "string", "enum": list(SEVERITIES)},
+    },
+    "required": ["type", "component", "severity"],
+    "additionalProperties": False,
+}
+
+# Bodies longer than this are cut in prompts (head and tail kept): a 135M model has a 2k-8k window
+# and long logs carry their signal at the ends.
+MAX_BODY_CHARS = 6000
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One prompt mode."""
+
+    name: str
+    system_prompt: str
+    user_template: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    schema: dict[str, Any] | None = None
+
+    @property
+    def version(self) -> str:
+        blob = json.dumps(
+            [self.name, self.system_prompt, self.user_template, self.defaults, self.schema], sort_keys=True
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def messages(self, issue: Issue | str) -> list[Message]:
+        """The chat messages for ``issue`` (an Issue, or free text taken as the issue body)."""
+        if isinstance(issue, str):
+            issue = Issue(title="(untitled)", body=issue)
+        user = self.user_template.format(**issue_fields(issue))
+        return [Message(role="system", content=self.system_prompt), Message(role="user", content=user)]
+
+
+def _clip(text: str, limit: int = MAX_BODY_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    head = text[: limit * 2 // 3]
+    tail = text[-limit // 3 :]
+    return f"{head}\n\n[... {len(text) - len(head) - len(tail)} characters cut ...]\n\n{tail}"
+
+
+def issue_fields(issue: Issue) -> dict[str, str]:
+    """The values a user template may use."""
+    comments = "\n\n".join(f"- {c.author or 'someone'}: {_clip(c.body, 800)}" for c in issue.comments[:5])
+    return {
+        "repo": issue.repo or "(unknown repository)",
+        "number": str(issue.number) if issue.number is not None else "",
+        "title": issue.title,
+        "body": _clip(issue.body) if issue.body.strip() else "(no description)",
+        "labels": ", ".join(issue.labels) if issue.labels else "(none)",
+        "comments": comments or "(no comments)",
+    }
+
+
+_ISSUE_BLOCK = (
+    "Repository: {repo}\nIssue #{number}: {title}\nLabels: {labels}\n\n"
+    "Description:\n{body}\n\nComments:\n{comments}\n"
+)
+
+EXPLAIN = Mode(
+    name="explain",
+    system_prompt=(
+        "You are a senior maintainer triaging GitHub issues. Explain the issue to a teammate who has not "
+        "read it: what the reporter observed, what they expected, the most likely cause, and what "
+        "information is still missing. Be concrete and brief (at most 150 words)."
+    ),
+    user_template=_ISSUE_BLOCK + "\nExplain this issue.",
+    defaults={"temperature": 0.7},
+)
+
+FIX = Mode(
+    name="fix",
+    system_prompt=(
+        "You are a senior maintainer. Propose a fix for the GitHub issue: name the files to change "
+        "(full paths from the repository root), explain the change in two or three sentences, and give "
+        "the change as a unified diff or a code block. If it is not a bug, say what should change instead."
+    ),
+    user_template=_ISSUE_BLOCK + "\nPropose a fix.",
+    defaults={"temperature": 0.0},
+)
+
+CLASSIFY = Mode(
+    name="classify",
+    system_prompt=(
+        "You label GitHub issues. Answer with one JSON object and nothing else: "
+        '{"type": one of "bug", "feature", "question", "docs"; '
+        '"component": the part of the project concerned, one or two lowercase words; '
+        '"severity": one of "low", "medium", "high", "critical"}. '
+        "bug = something behaves wrongly; feature = a request for new behaviour; question = the reporter "
+        "asks how to do something; docs = the documentation is missing, wrong or unclear."
+    ),
+    user_template=_ISSUE_BLOCK + "\nReturn the JSON label.",
+    defaults={"temperature": 0.0},
+    schema=CLASSIFY_SCHEMA,
+)
+
+SUMMARIZE = Mode(
+    name="summarize",
+    system_prompt=(
+        "You summarize GitHub issues for a weekly triage digest. Write one paragraph of two to four "
+        "sentences: the problem or request, where in the project it sits, and its current state. "
+        "No preamble."
+    ),
+    user_template=_ISSUE_BLOCK + "\nSummarize this issue in one paragraph.",
+    defaults={"temperature": 0.2},
+)
+
+MODES: dict[str, Mode] = {m.name: m for m in (EXPLAIN, FIX, CLASSIFY, SUMMARIZE)}
+
+
+def get_mode(name: str) -> Mode:
+    """The mode called ``name``; an unknown name lists the known ones."""
+    try:
+        return MODES[name]
+    except KeyError:
+        raise ValueError(f"unknown mode {name!r}; known modes: {', '.join(MODES)}") from None
+
+
+def parse_structured(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """Parse and validate a JSON answer against ``schema``: ``(parsed, None)`` or ``(None, error)``.
+
+    Tolerates a fenced code block or prose around the JSON object; never raises.
+    """
+    candidate = text.strip()
+    if candidate.startswith("```"):
+        candidate = candidate.strip("`")
+        candidate = candidate.split("\n", 1)[1] if "\n" in candidate else candidate
+    start = candidate.find("{")
+    if start == -1 or candidate.rfind("}") < start:
+        return None, "no JSON object in the answer"
+    try:
+        value, _ = json.JSONDecoder().raw_decode(candidate[start:])  # prose after the object is ignored
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc.msg} at character {exc.pos}"
+    except (RecursionError, ValueError) as exc:
+        return None, f"invalid JSON: {type(exc).__name__}"
+    if not isinstance(value, dict):
+        return None, "the JSON answer is not an object"
+    error = validate_against(value, schema)
+    return (value, None) if error is None else (None, error)
+
+
+def validate_against(value: dict[str, Any], schema: dict[str, Any]) -> str | None:
+    """A small validator for the flat object schemas modes declare (no jsonschema import at runtime)."""
+    props: dict[str, Any] = schema.get("properties", {})
+    for key in schema.get("required", []):
+        if key not in value:
+            return f"missing field {key!r}"
+    for key, item in value.items():
+        spec = props.get(key)
+        if spec is None:
+            if schema.get("additionalProperties") is False:
+                return f"unexpected field {key!r}"
+            continue
+        if spec.get("type") == "string" and not isinstance(item, str):
+            return f"field {key!r} must be a string, got {type(item).__name__}"
+        if "enum" in spec and item not in spec["enum"]:
+            return f"field {key!r} must be one of {spec['enum']}, got {item!r}"
+    return None

@@ -1,0 +1,220 @@
+"""A deterministic non-LLM baseline: keyword and rule based, instant, free. The floor every model must beat.
+
+- classify: keyword votes over title, body and labels for type and severity; the component is the
+  most frequent source-path directory or a label that is not a type label.
+- summarize: the title and the first sentence of the body.
+- fix: names the files that appear in stack traces and paths in the text.
+- explain: what the issue says it observed, expected and how to reproduce, from its own sentences.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any
+
+from ..types import Usage
+from .base import Adapter, ChatRequest, ProviderResponse
+
+TYPE_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "bug": (
+        "error",
+        "crash",
+        "exception",
+        "traceback",
+        "panic",
+        "fails",
+        "failed",
+        "broken",
+        "regression",
+        "wrong",
+        "bug",
+        "stack trace",
+        "doesn't work",
+        "does not work",
+        "unexpected",
+        "incorrect",
+    ),
+    "feature": (
+        "feature",
+        "support for",
+        "would be nice",
+        "add a",
+        "add an",
+        "add support",
+        "allow",
+        "proposal",
+        "request",
+        "enhancement",
+        "option to",
+        "it would be great",
+        "please add",
+    ),
+    "question": (
+        "how do i",
+        "how can i",
+        "how to",
+        "is it possible",
+        "question",
+        "what is the",
+        "why does",
+        "can i",
+        "?",
+        "help",
+    ),
+    "docs": (
+        "documentation",
+        "docs",
+        "readme",
+        "typo",
+        "example in",
+        "tutorial",
+        "docstring",
+        "guide",
+        "broken link",
+        "undocumented",
+    ),
+}
+SEVERITY_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "critical": ("data loss", "security", "vulnerability", "corrupt", "production down", "all users"),
+    "high": ("crash", "panic", "exception", "cannot", "can't", "blocker", "regression", "fails"),
+    "low": ("typo", "cosmetic", "minor", "nit", "docs", "documentation", "would be nice"),
+}
+PATH_RE = re.compile(
+    r"(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+\.(?:py|go|kt|java|js|ts|tsx|rs|rb|md|rst|xml|toml|yaml|yml|json|c|h|cpp|swift))\b"
+)
+TRACE_FILE_RE = re.compile(r'File "([^"]+)", line \d+|\b([\w./-]+\.(?:go|kt|java|py)):\d+')
+TYPE_LABELS = {
+    "bug",
+    "feature",
+    "question",
+    "docs",
+    "documentation",
+    "enhancement",
+    "kind/bug",
+    "kind/feature",
+}
+
+
+def _text(req: ChatRequest) -> str:
+    return "\n".join(m.content for m in req.chat)
+
+
+def _field(text: str, name: str) -> str:
+    match = re.search(rf"^{name}: (.*)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else ""
+
+
+def _description(text: str) -> str:
+    match = re.search(r"Description:\n(.*?)\n\nComments:", text, re.DOTALL)
+    return match.group(1) if match else text
+
+
+def _sentences(text: str) -> list[str]:
+    prose = re.sub(r"```.*?```", " ", text, flags=re.DOTALL)
+    prose = re.sub(r"^\s*#+\s*", "", prose, flags=re.MULTILINE)
+    parts = re.split(r"(?<=[.!?])\s+|\n{2,}", prose)
+    return [p.strip().replace("\n", " ") for p in parts if len(p.strip()) > 15]
+
+
+def classify(text: str) -> dict[str, Any]:
+    lowered = text.lower()
+    title = re.search(r"^Issue #\S*: (.*)$", text, re.MULTILINE)
+    title_text = title.group(1).lower() if title else ""
+    votes = Counter({t: 0.0 for t in TYPE_KEYWORDS})
+    for issue_type, words in TYPE_KEYWORDS.items():
+        for word in words:
+            votes[issue_type] += lowered.count(word) + 2 * title_text.count(word)
+    labels = _field(text, "Labels").lower()
+    if "enhancement" in labels or "feature" in labels:
+        votes["feature"] += 3
+    if "question" in labels:
+        votes["question"] += 3
+    if "doc" in labels:
+        votes["docs"] += 3
+    if "bug" in labels:
+        votes["bug"] += 2
+    issue_type = max(TYPE_KEYWORDS, key=lambda t: (votes[t], -list(TYPE_KEYWORDS).index(t)))
+    severity = "medium"
+    for level in ("critical", "high", "low"):
+        if any(word in lowered for word in SEVERITY_KEYWORDS[level]):
+            severity = level
+            break
+    return {"type": issue_type, "component": component(text), "severity": severity}
+
+
+def component(text: str) -> str:
+    dirs = Counter()
+    for path in PATH_RE.findall(text):
+        parts = [
+            p
+            for p in path.split("/")[:-1]
+            if p not in {"src", "main", "java", "com", "app", "internal", "pkg"}
+        ]
+        if parts:
+            dirs[parts[-1].lower()] += 1
+    if dirs:
+        return dirs.most_common(1)[0][0]
+    for label in [x.strip().lower() for x in _field(text, "Labels").split(",")]:
+        if (
+            label
+            and label != "(none)"
+            and label not in TYPE_LABELS
+            and "/" not in label
+            and "triage" not in label
+        ):
+            return label
+    return "core"
+
+
+def files(text: str) -> list[str]:
+    found: list[str] = []
+    for a, b in TRACE_FILE_RE.findall(text):
+        found.append(a or b)
+    found.extend(PATH_RE.findall(text))
+    seen: dict[str, None] = {}
+    for path in found:
+        path = path.lstrip("./")
+        if "site-packages" in path or path.startswith(("usr/", "/usr")):
+            continue
+        seen.setdefault(path, None)
+    return list(seen)
+
+
+def answer(mode: str | None, text: str) -> str:
+    desc = _description(text)
+    sentences = _sentences(desc)
+    title = re.search(r"^Issue #\S*: (.*)$", text, re.MULTILINE)
+    title_text = title.group(1).strip() if title else ""
+    if mode == "classify":
+        return json.dumps(classify(text))
+    if mode == "summarize":
+        first = sentences[0] if sentences else ""
+        return f"{title_text}. {first}".strip()
+    if mode == "fix":
+        named = files(text)
+        if not named:
+            return "No file is named in the issue; the baseline cannot propose a change."
+        listing = "\n".join(f"- {p}" for p in named[:5])
+        return f"Files to look at (named in the issue or its stack traces):\n{listing}"
+    # explain (and free text): the issue's own key sentences
+    picked = sentences[:3]
+    return " ".join([f"The issue reports: {title_text}.", *picked]).strip()
+
+
+class BaselineAdapter(Adapter):
+    name = "baseline"
+
+    def supports_schema(self, spec: Any) -> bool:
+        return True
+
+    async def send(self, req: ChatRequest, pool: Any) -> ProviderResponse:
+        text = _text(req)
+        out = answer(req.mode, text)
+        # Word counts stand in for tokens so the usage columns are comparable, never priced.
+        usage = Usage(input_uncached=len(text.split()), output=len(out.split()))
+        return ProviderResponse(text=out, usage=usage, served_model="baseline-rules-v1", finish_reason="stop")
+
+
+ADAPTER = BaselineAdapter()

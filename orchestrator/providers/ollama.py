@@ -1,0 +1,82 @@
+"""Ollama native chat: ``POST {base}/api/chat`` with ``stream: false``.
+
+Wire facts: sampling goes in ``options`` (``temperature``, ``top_p``, ``seed``, ``num_predict``,
+``num_ctx``: Ollama silently truncates a prompt longer than ``num_ctx``); a JSON schema is sent as
+``format``; no key (a Bearer key is sent only if one is configured, e.g. behind a proxy). Usage is
+``prompt_eval_count`` / ``eval_count``; ``*_duration`` fields are nanoseconds, and ``load_duration``
+separates a cold start from generation. Errors are ``{"error": "..."}``; an unknown model is 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..types import Usage
+from .base import ChatRequest, HttpAdapter, HttpCall, ProviderResponse, api_key, as_int
+
+DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
+
+
+def ollama_usage(body: dict[str, Any]) -> Usage:
+    """Counts onto the axes; ``raw`` keeps the counts and the nanosecond durations."""
+    raw = {k: body[k] for k in ("prompt_eval_count", "eval_count", *DURATIONS) if k in body}
+    return Usage(
+        input_uncached=as_int(body.get("prompt_eval_count")), output=as_int(body.get("eval_count")), raw=raw
+    )
+
+
+class OllamaAdapter(HttpAdapter):
+    name = "ollama"
+    needs_key = False
+    default_base_url = "http://localhost:11434"
+
+    def supports_schema(self, spec: Any) -> bool:
+        return bool(spec.options.get("structured_output", True))
+
+    def body(self, req: ChatRequest) -> dict[str, Any]:
+        p = req.params
+        opts = req.spec.options
+        options: dict[str, Any] = {}
+        for src, dst in (
+            ("temperature", "temperature"),
+            ("top_p", "top_p"),
+            ("seed", "seed"),
+            ("max_tokens", "num_predict"),
+        ):
+            if p.get(src) is not None:
+                options[dst] = p[src]
+        if opts.get("num_ctx"):
+            options["num_ctx"] = int(opts["num_ctx"])
+        body: dict[str, Any] = {
+            "model": req.spec.model or req.spec.id.split("/", 1)[-1],
+            "messages": [{"role": m.role, "content": m.content} for m in req.messages],
+            "stream": False,
+        }
+        if options:
+            body["options"] = options
+        if req.schema is not None and self.supports_schema(req.spec):
+            body["format"] = req.schema
+        for name in ("keep_alive", "think"):
+            if opts.get(name) is not None:
+                body[name] = opts[name]
+        return body
+
+    def build_request(self, req: ChatRequest) -> HttpCall:
+        headers = dict(req.spec.headers)
+        key = api_key(req.spec, self.name, required=False)
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return HttpCall(url=f"{self.base_url(req.spec)}/api/chat", headers=headers, json=self.body(req))
+
+    def parse_response(self, req: ChatRequest, body: dict[str, Any], headers: Any) -> ProviderResponse:
+        text = body["message"].get("content") or ""
+        return ProviderResponse(
+            text=text,
+            usage=ollama_usage(body),
+            served_model=body.get("model"),
+            finish_reason=body.get("done_reason"),
+            extra={k: body[k] for k in DURATIONS if k in body},
+        )
+
+
+ADAPTER = OllamaAdapter()

@@ -1,0 +1,113 @@
+"""OpenAI Chat Completions, for OpenAI and any OpenAI-compatible server (vLLM, llama.cpp, LM Studio, Ollama /v1).
+
+Request shaped per ``CreateChatCompletionRequest``; usage mapped onto disjoint axes:
+``prompt_tokens`` includes ``prompt_tokens_details.cached_tokens`` and ``completion_tokens``
+includes ``completion_tokens_details.reasoning_tokens``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import errors as E
+from ..types import Usage
+from .base import ChatRequest, HttpAdapter, HttpCall, ProviderResponse, api_key, as_int, request_header_id
+
+
+def openai_usage(raw: dict[str, Any] | None) -> Usage:
+    """Map an OpenAI-shaped ``usage`` object onto the disjoint axes."""
+    if not raw:
+        return Usage(raw=raw)
+    prompt = as_int(raw.get("prompt_tokens"))
+    completion = as_int(raw.get("completion_tokens"))
+    cached = as_int((raw.get("prompt_tokens_details") or {}).get("cached_tokens"))
+    cache_write = as_int((raw.get("prompt_tokens_details") or {}).get("cache_write_tokens"))
+    reasoning = as_int((raw.get("completion_tokens_details") or {}).get("reasoning_tokens"))
+    return Usage(
+        input_uncached=max(0, prompt - cached - cache_write),
+        cache_read=cached,
+        cache_write=cache_write,
+        output=max(0, completion - reasoning),
+        reasoning=reasoning,
+        raw=raw,
+    )
+
+
+class OpenAIAdapter(HttpAdapter):
+    name = "openai"
+    default_base_url = "https://api.openai.com/v1"
+
+    def supports_schema(self, spec: Any) -> bool:
+        return bool(spec.options.get("structured_output", True))
+
+    def key_required(self, spec: Any) -> bool:
+        # A local OpenAI-compatible server usually takes no key; api.openai.com always does.
+        return bool(spec.api_key_env) or spec.base_url is None
+
+    def headers(self, req: ChatRequest) -> dict[str, str]:
+        headers = dict(req.spec.headers)
+        key = api_key(req.spec, self.name, required=self.key_required(req.spec))
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    def max_tokens_field(self, req: ChatRequest) -> str:
+        field = req.spec.options.get("max_tokens_field")
+        if field:
+            return str(field)
+        return "max_completion_tokens" if "api.openai.com" in self.base_url(req.spec) else "max_tokens"
+
+    def body(self, req: ChatRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": req.spec.model or req.spec.id.split("/", 1)[-1],
+            "messages": [{"role": m.role, "content": m.content} for m in req.messages],
+        }
+        p = req.params
+        if p.get("temperature") is not None:
+            body["temperature"] = p["temperature"]
+        if p.get("top_p") is not None:
+            body["top_p"] = p["top_p"]
+        if p.get("seed") is not None:
+            body["seed"] = p["seed"]
+        if p.get("max_tokens") is not None:
+            body[self.max_tokens_field(req)] = p["max_tokens"]
+        if req.schema is not None and self.supports_schema(req.spec):
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": req.schema_name, "schema": req.schema, "strict": True},
+            }
+        extra = req.spec.options.get("extra_body")
+        if isinstance(extra, dict):
+            body.update(extra)
+        return body
+
+    def build_request(self, req: ChatRequest) -> HttpCall:
+        return HttpCall(
+            url=f"{self.base_url(req.spec)}/chat/completions", headers=self.headers(req), json=self.body(req)
+        )
+
+    def parse_response(self, req: ChatRequest, body: dict[str, Any], headers: Any) -> ProviderResponse:
+        if "error" in body and not body.get("choices"):
+            raise self.err(
+                E.OverloadedError, f"error body with status 200: {self.error_message(body)}", req, status=200
+            )
+        choice = body["choices"][0]
+        message = choice.get("message") or {}
+        text = message.get("content") or ""
+        finish = choice.get("finish_reason")
+        if message.get("refusal") and not text:
+            raise self.err(E.ContentFilteredError, f"the model refused: {message['refusal'][:200]}", req)
+        if finish == "content_filter" and not text:
+            raise self.err(
+                E.ContentFilteredError, "the answer was blocked by the provider's content filter", req
+            )
+        return ProviderResponse(
+            text=text,
+            usage=openai_usage(body.get("usage")),
+            served_model=body.get("model"),
+            finish_reason=finish,
+            request_id=body.get("id") or request_header_id(headers),
+        )
+
+
+ADAPTER = OpenAIAdapter()

@@ -1,0 +1,161 @@
+"""CLI commands for routing: ``route`` (winners of a run's dev split → [routing]) and ``replay`` (a policy
+judged on the held-out test split, from logged results, without new calls)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+from pathlib import Path
+
+from .errors import OrchestratorError
+
+
+def _load(args: argparse.Namespace):
+    """(config path, config, results frame, run record) for ``args.run_id``."""
+    from .config import find_config_path, load_config
+    from .store import open_store
+
+    path = find_config_path(getattr(args, "config", None))
+    cfg = load_config(path)
+    store = open_store(config=cfg)
+    try:
+        run = store.run(args.run_id)
+        if run is None:
+            raise OrchestratorError(f"no run {args.run_id!r} in {store.path}; `orchestrator runs` lists them")
+        df = store.results_df(args.run_id)
+    finally:
+        store.close()
+    if df.empty:
+        raise OrchestratorError(f"run {args.run_id} has no results")
+    return path, cfg, df, run
+
+
+def _select(args: argparse.Namespace, df):
+    from .routing import select_winners
+
+    return select_winners(
+        df,
+        args.objective,
+        max_cost_per_issue=args.max_cost_per_issue,
+        min_n=args.min_n,
+        n_fallbacks=args.n_fallbacks,
+        allow_any_split=args.allow_any_split,
+    )
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from .routing import write_routing
+
+    path, _cfg, df, run = _load(args)
+    selections = _select(args, df)
+    for sel in selections.values():
+        print(sel.reason)
+    for reason in selections.skipped.values():
+        print(f"{reason} (no routing written for it)")
+    if not selections:
+        print("no mode has a winner: nothing to write")
+        return 1
+    if args.write and path.parent == Path(__file__).parent:
+        raise OrchestratorError(
+            f"the config in use is the copy shipped in the package ({path}); pass --config orchestrator.toml "
+            "(or create one) to write the routing"
+        )
+    provenance = {
+        "run_id": args.run_id,
+        "dataset": run.get("dataset") or "",
+        "split": selections.split,
+        "date": date.today(),
+    }
+    diff = write_routing(path, selections, provenance, write=args.write)
+    if not diff:
+        print(f"{path}: routing already as selected; nothing to change")
+    elif args.write:
+        print(f"written to {path}")
+    else:
+        print(diff, end="" if diff.endswith("\n") else "\n")
+        print("(dry run: pass --write to write it)")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .routing import cascade_curve, format_replay, parse_policy, replay
+
+    path, cfg, df, _run = _load(args)
+    if args.policy == "winners":
+        selections = _select(args, df)
+        for reason in selections.skipped.values():
+            print(f"{reason} (not replayed)")
+        policy: dict = dict(selections)
+    elif args.policy == "config":
+        policy = {m: e for m, e in cfg.routing.items() if isinstance(e, dict)}
+        if not policy:
+            raise OrchestratorError(
+                f"{path}: [routing] is empty; `orchestrator route RUN_ID --write` fills it"
+            )
+    else:
+        policy = parse_policy(args.policy)
+    if not policy:
+        print("nothing to replay")
+        return 1
+    report = replay(df, policy, allow_any_split=args.allow_any_split, n_boot=args.n_boot)
+    print(format_replay(report))
+    if args.thresholds:
+        thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
+        for mode, entry in policy.items():
+            cascade = entry.get("cascade") if isinstance(entry, dict) else None
+            if not cascade or len(cascade.get("models", [])) != 2:
+                continue
+            cheap, strong = cascade["models"]
+            curve = cascade_curve(df, mode, cheap, strong, thresholds, allow_any_split=args.allow_any_split)
+            print(f"\n{mode}: cascade {cheap} > {strong} over thresholds")
+            print(curve.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    return 0
+
+
+def _selection_args(p: argparse.ArgumentParser) -> None:
+    from .routing import OBJECTIVES
+
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="cheapest-tied",
+        help="how a winner is chosen (default: cheapest-tied)",
+    )
+    p.add_argument("--max-cost-per-issue", type=float, metavar="USD", help="cost cap for quality-under-cost")
+    p.add_argument(
+        "--min-n", type=int, default=10, help="models with fewer scored issues are excluded (default 10)"
+    )
+    p.add_argument("--n-fallbacks", type=int, default=2, help="fallbacks per mode (default 2)")
+    p.add_argument(
+        "--allow-any-split",
+        action="store_true",
+        help="use every row when the results carry no dev/test split labels",
+    )
+    # The main parser has --config too; SUPPRESS keeps its value when this one is not given.
+    p.add_argument("--config", default=argparse.SUPPRESS, help="orchestrator.toml to read (and write)")
+
+
+def register(sub) -> None:
+    """Add route and replay to the main parser."""
+    p = sub.add_parser("route", help="pick winners on a run's dev split and write them into [routing]")
+    p.add_argument("run_id")
+    _selection_args(p)
+    p.add_argument("--write", action="store_true", help="write the config (default: print the diff)")
+    p.set_defaults(func=cmd_route)
+
+    p = sub.add_parser("replay", help="judge a routing policy on a run's test split, without new calls")
+    p.add_argument("run_id")
+    p.add_argument(
+        "--policy",
+        default="winners",
+        help="winners (chosen on dev now), config (the [routing] in the config), "
+        "fixed:classify=M,fix=M2, or cascade:classify=CHEAP>STRONG@0.5",
+    )
+    _selection_args(p)
+    p.add_argument(
+        "--thresholds",
+        help="for cascade policies: comma-separated thresholds to print the "
+        "cost-quality curve over (e.g. 0,0.25,0.5,0.75,1)",
+    )
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the CI (default 2000)")
+    p.set_defaults(func=cmd_replay)

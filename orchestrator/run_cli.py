@@ -1,0 +1,200 @@
+"""CLI commands for the grid: run, runs, results, score."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import OrchestratorError
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .client import LLMClient
+    from .config import load_config
+    from .datasets import load_issues
+    from .runner import dataset_label, run_grid
+
+    cfg = load_config(args.config)
+    issues = load_issues(args.dataset, split=args.split)
+    if args.limit:
+        issues = issues[: args.limit]
+    if not issues:
+        raise OrchestratorError(
+            f"{args.dataset}: no issues" + (f" in split {args.split!r}" if args.split else "")
+        )
+    models = _csv(args.models) if args.models else [cfg.default_model]
+    modes = _csv(args.modes)
+    client = LLMClient(cfg, cache=not args.no_cache)
+    try:
+        summary = client.run_sync(
+            run_grid(
+                issues,
+                models,
+                modes,
+                repeats=args.repeats,
+                concurrency=args.concurrency,
+                budget_usd=args.budget,
+                run_id=args.run_id,
+                cache=not args.no_cache,
+                retry_errors=args.retry_errors,
+                client=client,
+                dataset=dataset_label(args.dataset),
+                split=args.split,
+                judge_model=args.judge,
+            )
+        )
+    finally:
+        client.close()
+    print(f"run id: {summary.run_id}")
+    print(summary)
+    if summary.status == "budget_exhausted":
+        print(
+            f"budget reached: {summary.skipped_for_budget} cells not run; resume with "
+            f"`orchestrator run ... --run-id {summary.run_id} --budget <higher>`"
+        )
+    _print_summary_table(cfg, summary.run_id)
+    return 0 if summary.status in ("finished", "budget_exhausted") else 1
+
+
+def _print_summary_table(cfg, run_id: str) -> None:
+    from .analysis import summary_table
+    from .store import open_store
+
+    store = open_store(config=cfg)
+    try:
+        df = store.results_df(run_id)
+    finally:
+        store.close()
+    if df.empty:
+        print("no results")
+        return
+    table = summary_table(df, n_boot=1000)
+    print(format_summary(table))
+
+
+def format_summary(table) -> str:
+    """A compact text table: model, mode, n, mean [CI], cost per issue, p50 latency, error rate."""
+    import math
+
+    lines = [
+        f"{'model':<28} {'mode':<10} {'n':>4} {'score [95% CI]':<22} {'$/issue':>10} {'p50 s':>7} {'err':>5}"
+    ]
+    for r in table.itertuples(index=False):
+        mean = getattr(r, "mean", float("nan"))
+        ci = f"{mean:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]" if not math.isnan(mean) else "n/a"
+        cost = getattr(r, "cost_per_issue", float("nan"))
+        cost_s = (
+            "unknown" if cost is None or (isinstance(cost, float) and math.isnan(cost)) else f"{cost:.6f}"
+        )
+        lines.append(
+            f"{r.model:<28} {r.mode:<10} {int(r.n_issues):>4} {ci:<22} {cost_s:>10} "
+            f"{getattr(r, 'latency_p50', float('nan')):>7.2f} {getattr(r, 'error_rate', 0.0):>5.0%}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .store import open_store
+
+    store = open_store(config=load_config(args.config))
+    try:
+        runs = store.runs()
+    finally:
+        store.close()
+    if not runs:
+        print(
+            "no runs yet: start one with `orchestrator run --dataset datasets/sample.jsonl --modes classify`"
+        )
+        return 0
+    print(f"{'run id':<24} {'created':<20} {'status':<17} {'cells':>6} {'errors':>6} {'spent $':>9}  dataset")
+    for r in runs:
+        print(
+            f"{r['id']:<24} {r['created'][:19]:<20} {r['status']:<17} {r['cells']:>6} {r['errors'] or 0:>6} "
+            f"{r['spent_usd']:>9.4f}  {r['dataset'] or ''}{' (' + r['split'] + ')' if r['split'] else ''}"
+        )
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .store import export_results, open_store
+
+    store = open_store(config=load_config(args.config))
+    try:
+        if store.run(args.run_id) is None:
+            raise OrchestratorError(f"no run {args.run_id!r} in {store.path}; `orchestrator runs` lists them")
+        df = store.results_df(args.run_id)
+    finally:
+        store.close()
+    if args.output:
+        out = export_results(df, args.output, args.format)
+        print(f"wrote {len(df)} rows to {out}")
+    else:
+        if args.format == "csv":
+            df.to_csv(sys.stdout, index=False)
+        elif args.format == "json":
+            sys.stdout.write(
+                df.to_json(orient="records", date_format="iso", force_ascii=False, indent=1) + "\n"
+            )
+        else:
+            raise OrchestratorError("parquet needs -o FILE")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .client import LLMClient
+    from .config import load_config
+    from .runner import rescore_run
+    from .store import open_store
+
+    cfg = load_config(args.config)
+    store = open_store(config=cfg)
+    client = LLMClient(cfg)
+    try:
+        if store.run(args.run_id) is None:
+            raise OrchestratorError(f"no run {args.run_id!r} in {store.path}")
+        n = client.run_sync(rescore_run(store, args.run_id, client=client, judge_model=args.judge))
+    finally:
+        store.close()
+        client.close()
+    print(f"re-scored {n} cells of run {args.run_id}")
+    _print_summary_table(cfg, args.run_id)
+    return 0
+
+
+def register(sub) -> None:
+    """Add run, runs, results and score to the main parser."""
+    p = sub.add_parser("run", help="run a benchmark grid: issues × models × modes × repeats")
+    p.add_argument("--dataset", required=True, help="issues JSONL (e.g. datasets/sample.jsonl)")
+    p.add_argument("--split", choices=["dev", "test"], help="only this split")
+    p.add_argument("--models", help="comma-separated model ids (default: the default model)")
+    p.add_argument("--modes", default="classify", help="comma-separated modes (default: classify)")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--budget", type=float, help="stop issuing calls once this many USD are spent")
+    p.add_argument("--run-id", help="resume (or name) a run")
+    p.add_argument("--retry-errors", action="store_true", help="when resuming, retry cells that failed")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    p.add_argument("--judge", help="model id of an LLM judge for explain answers")
+    p.add_argument("--limit", type=int, help="only the first N issues")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("runs", help="list benchmark runs")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("results", help="export a run's results")
+    p.add_argument("run_id")
+    p.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
+    p.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("score", help="re-score a run without new model calls")
+    p.add_argument("run_id")
+    p.add_argument("--judge", help="model id of an LLM judge for explain answers")
+    p.set_defaults(func=cmd_score)

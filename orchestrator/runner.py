@@ -1,0 +1,492 @@
+"""The benchmark grid: issues × models × modes × repeats, run concurrently, written cell by cell.
+
+- Each finished cell is committed to the results database at once: Ctrl-C or kill -9 loses nothing.
+- The same ``run_id`` resumes: finished cells are skipped, failed ones retried only with ``retry_errors``.
+- A budget stop issues no further calls and keeps every result; resume with a higher budget.
+- Each repeat is a fresh sample: the repeat index is part of the cache key, and repeats > 0 get their
+  own seed (``model seed + repeat``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import errors as E
+from .modes import MODES, get_mode
+from .store import ResultStore, default_db_path, now_iso
+from .types import Issue
+
+if TYPE_CHECKING:
+    from .client import LLMClient
+
+
+@dataclass
+class RunSummary:
+    """What a run did; ``status`` is finished, budget_exhausted, interrupted or failed."""
+
+    run_id: str
+    status: str
+    cells_total: int
+    cells_done_before: int
+    cells_run: int = 0
+    errors: int = 0
+    spent_usd: float = 0.0
+    saved_usd: float = 0.0
+    skipped_for_budget: int = 0
+    wall_s: float = 0.0
+    db_path: Path | None = None
+    error_kinds: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return (
+            f"run {self.run_id}: {self.status}; {self.cells_run} cells run now, {self.cells_done_before} "
+            f"already done, {self.errors} errors, ${self.spent_usd:.4f} spent, ${self.saved_usd:.4f} saved "
+            f"by the cache, {self.wall_s:.1f} s"
+        )
+
+
+# How long a finished cell may wait to be committed with the next ones. An answer is in the response cache
+# before it reaches the writer, so even a kill -9 in this window does not bill a resumed cell twice.
+WRITE_COALESCE_S = 0.05
+
+
+def new_run_id() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def _git_commit(folder: Path | None) -> str | None:
+    """The checked-out commit of the repository holding ``folder``, read from .git (no subprocess)."""
+    here = (folder or Path.cwd()).resolve()
+    for root in (here, *here.parents):
+        git = root / ".git"
+        if git.is_dir():
+            break
+    else:
+        return None
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head or None
+        ref = head[5:]
+        ref_file = git / ref
+        if ref_file.is_file():
+            return ref_file.read_text().strip() or None
+        packed = git / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text().splitlines():
+                if line.endswith(" " + ref):
+                    return line.split(" ", 1)[0]
+    except OSError:
+        return None
+    return None
+
+
+def _cells(
+    issues: Sequence[Issue], models: Sequence[str], modes: Sequence[str], repeats: int
+) -> Iterator[tuple]:
+    for repeat in range(repeats):
+        for issue in issues:
+            for mode in modes:
+                for model in models:
+                    yield issue, model, mode, repeat
+
+
+async def run_grid(
+    issues: Sequence[Issue],
+    models: Sequence[str],
+    modes: Sequence[str],
+    *,
+    repeats: int = 1,
+    concurrency: int = 8,
+    budget_usd: float | None = None,
+    run_id: str | None = None,
+    cache: bool = True,
+    retry_errors: bool = False,
+    client: LLMClient | None = None,
+    config: Any = None,
+    dataset: str | None = None,
+    split: str | None = None,
+    judge_model: str | None = None,
+    progress: bool = True,
+    store: ResultStore | None = None,
+) -> RunSummary:
+    """Run every (issue, model, mode, repeat) cell and store each result as it finishes."""
+    from .client import LLMClient
+    from .ledger import Ledger
+
+    if not issues:
+        raise ValueError("run_grid: no issues to run")
+    if repeats < 1 or concurrency < 1:
+        raise ValueError("run_grid: repeats and concurrency must be >= 1")
+    for mode in modes:
+        get_mode(mode)
+    own_client = client is None
+    client = client or LLMClient(config)
+    for model in models:
+        client.config.model_spec(model)
+    if judge_model:
+        client.config.model_spec(judge_model)
+    ids = [i.id for i in issues]
+    if len(set(ids)) != len(ids):
+        raise ValueError("run_grid: duplicate issue ids in the issue set")
+    own_store = store is None
+    store = store or ResultStore(default_db_path(client.config.home))
+    run_id = run_id or new_run_id()
+    params = {
+        "models": list(models),
+        "modes": list(modes),
+        "repeats": repeats,
+        "concurrency": concurrency,
+        "budget_usd": budget_usd,
+        "cache": cache,
+        "retry_errors": retry_errors,
+        "judge_model": judge_model,
+        "n_issues": len(issues),
+        "dataset": dataset,
+        "split": split,
+    }
+    snapshot = {
+        "models": {
+            m: client.config.model_spec(m).public_dict()
+            for m in {*models, *([judge_model] if judge_model else [])}
+        },
+        "mode_versions": {m: MODES[m].version for m in modes},
+        "default_model": client.config.default_model,
+        "config_path": client.config.path.name if client.config.path else None,
+    }
+    store.create_or_resume_run(
+        run_id,
+        params=params,
+        config_snapshot=snapshot,
+        dataset=dataset,
+        split=split,
+        git_commit=_git_commit(client.config.path.parent if client.config.path else None),
+    )
+    done = store.done_cells(run_id)
+    todo = [
+        cell
+        for cell in _cells(issues, models, modes, repeats)
+        if (key := (cell[0].id, cell[1], cell[2], cell[3])) not in done or (retry_errors and done[key] != "")
+    ]
+    total = len(issues) * len(models) * len(modes) * repeats
+    summary = RunSummary(
+        run_id=run_id,
+        status="running",
+        cells_total=total,
+        cells_done_before=total - len(todo),
+        db_path=store.path,
+    )
+    ledger = Ledger(budget_usd=_remaining_budget(store, run_id, budget_usd))
+    stop = asyncio.Event()
+    bar = _progress(total, summary.cells_done_before, progress, run_id)
+    started = time.perf_counter()
+    queue: Iterator[tuple] = iter(todo)
+
+    # Workers only call models; one writer scores and stores finished cells in group commits, so the next
+    # call goes out as soon as an answer arrives (scoring and SQLite stay off the critical path).
+    finished: asyncio.Queue = asyncio.Queue(maxsize=4 * concurrency)
+    score_in_worker = judge_model is not None  # judge calls are slow network calls: keep them parallel
+
+    async def worker() -> None:
+        for issue, model, mode, repeat in queue:
+            if stop.is_set():
+                summary.skipped_for_budget += 1
+                continue
+            outcome = await _call_cell(client, issue, model, mode, repeat, cache, ledger, run_id)
+            if outcome is None:  # budget: the call was not sent
+                stop.set()
+                summary.skipped_for_budget += 1
+                continue
+            row, completion = outcome
+            if score_in_worker and completion is not None:
+                row.update(
+                    await score_row(
+                        client,
+                        issue,
+                        mode,
+                        completion.text,
+                        completion.parsed,
+                        completion.parse_error,
+                        judge_model,
+                        ledger,
+                    )
+                )
+                completion = None
+            await finished.put((issue, row, completion))
+
+    def record(rows: list[dict[str, Any]]) -> None:
+        store.write_results(rows)
+        for row in rows:
+            summary.cells_run += 1
+            if row["error_type"]:
+                summary.errors += 1
+                summary.error_kinds[row["error_type"]] = summary.error_kinds.get(row["error_type"], 0) + 1
+        if bar is not None:
+            bar.update(len(rows))
+            bar.set_postfix(errors=summary.errors, spent=f"${ledger.spent_usd:.4f}", refresh=False)
+
+    async def writer() -> None:
+        while True:
+            items = [await finished.get()]
+            if items[0] is not None and not finished.full() and not closing.is_set():
+                # Coalesce a burst of answers into one commit, and score while the network is busy
+                # rather than between an answer and the next request.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(closing.wait(), WRITE_COALESCE_S)
+            while not finished.empty():
+                items.append(finished.get_nowait())
+            rows = []
+            for item in items:
+                if item is None:
+                    record(rows)
+                    return
+                issue, row, completion = item
+                if completion is not None:
+                    row.update(
+                        score_sync(
+                            issue, row["mode"], completion.text, completion.parsed, completion.parse_error
+                        )
+                    )
+                row["finished_at"] = now_iso()
+                rows.append(row)
+            record(rows)
+
+    closing = asyncio.Event()
+
+    async def work() -> None:
+        writing = asyncio.create_task(writer())
+        saving = asyncio.create_task(asyncio.to_thread(store.save_issues, run_id, issues))
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, len(todo))))))
+        finally:
+            closing.set()
+            await saving
+            # Everything already answered is stored, even when the run is being cancelled.
+            while True:
+                try:
+                    finished.put_nowait(None)
+                    break
+                except asyncio.QueueFull:
+                    await asyncio.sleep(0)
+            await asyncio.shield(writing)
+
+    status = "failed"
+    try:
+        await work()
+        status = "budget_exhausted" if stop.is_set() else "finished"
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        status = "interrupted"
+        raise
+    finally:
+        summary.status = status
+        summary.spent_usd = ledger.spent_usd
+        summary.saved_usd = ledger.saved_usd
+        summary.wall_s = time.perf_counter() - started
+        store.set_status(run_id, status)
+        if bar is not None:
+            bar.close()
+        if own_store:
+            store.close()
+        if own_client:
+            await client.aclose()
+    return summary
+
+
+def run_grid_sync(*args: Any, **kwargs: Any) -> RunSummary:
+    """``run_grid`` for scripts and notebook cells (works inside Jupyter's running loop)."""
+    from .client import LLMClient
+
+    client = kwargs.pop("client", None) or LLMClient(kwargs.pop("config", None))
+    return client.run_sync(run_grid(*args, client=client, **kwargs))
+
+
+def _remaining_budget(store: ResultStore, run_id: str, budget: float | None) -> float | None:
+    """A resumed run's budget counts what its earlier sessions already spent."""
+    if budget is None:
+        return None
+    spent = sum(r["spent_usd"] for r in store.runs() if r["id"] == run_id)
+    return max(0.0, budget - spent)
+
+
+def _progress(total: int, done: int, enabled: bool, run_id: str):
+    if not enabled or os.environ.get("ORCHESTRATOR_PROGRESS") == "off":
+        return None
+    if os.environ.get("ORCHESTRATOR_PROGRESS") == "text":  # papermill reports: no widget views
+        from tqdm import tqdm
+    else:
+        from tqdm.auto import tqdm  # a widget in JupyterLab, text in a terminal
+
+    return tqdm(
+        total=total,
+        initial=done,
+        desc=f"run {run_id}",
+        unit="cell",
+        dynamic_ncols=True,
+        disable=os.environ.get("ORCHESTRATOR_NO_PROGRESS") == "1",
+        mininterval=1.0,
+    )
+
+
+async def _call_cell(
+    client: LLMClient,
+    issue: Issue,
+    model: str,
+    mode: str,
+    repeat: int,
+    cache: bool,
+    ledger: Any,
+    run_id: str,
+) -> tuple[dict[str, Any], Any] | None:
+    """Call the model for one cell: (row without scores, completion or None on error), or None on budget."""
+    spec = client.config.model_spec(model)
+    overrides: dict[str, Any] = {}
+    if repeat > 0:
+        overrides["seed"] = (spec.seed or 0) + repeat
+    base = {
+        "run_id": run_id,
+        "issue_id": issue.id,
+        "model": model,
+        "mode": mode,
+        "repeat": repeat,
+        "repo": issue.repo,
+        "split": issue.split,
+        "gold_type": issue.gold.type,
+        "started_at": now_iso(),
+    }
+    try:
+        completion = await client.complete(
+            issue,
+            model=model,
+            mode=mode,
+            repeat=repeat,
+            cache="use" if cache else "off",
+            ledger=ledger,
+            **overrides,
+        )
+    except E.BudgetExceededError:
+        return None
+    except E.ProviderError as exc:
+        return {
+            **base,
+            "error_type": exc.kind,
+            "error_message": str(exc),
+            "attempts": getattr(exc, "attempts", None),
+            "fallback_path": getattr(exc, "fallback_path", None),
+        }, None
+    except Exception as exc:  # a bug must not sink the run: record it on the cell
+        return {
+            **base,
+            "error_type": "internal",
+            "error_message": E.redact(f"{type(exc).__name__}: {exc}"),
+        }, None
+    row = {
+        **base,
+        "request_hash": completion.request_hash,
+        "text": completion.text,
+        "parsed": completion.parsed,
+        "parse_error": completion.parse_error,
+        "input_uncached": completion.usage.input_uncached,
+        "cache_read": completion.usage.cache_read,
+        "cache_write": completion.usage.cache_write,
+        "output": completion.usage.output,
+        "reasoning": completion.usage.reasoning,
+        "cost_usd": completion.cost_usd,
+        "cost_saved_usd": completion.cost_saved_usd,
+        "latency_s": completion.latency_s,
+        "attempts": completion.attempts,
+        "served_model": completion.served_model,
+        "fallback_path": completion.fallback_path,
+        "from_cache": completion.from_cache,
+        "finish_reason": completion.finish_reason,
+        "error_type": "",
+        "error_message": "",
+        "pred_type": (completion.parsed or {}).get("type") if mode == "classify" else None,
+    }
+    return row, completion
+
+
+def score_sync(
+    issue: Issue, mode: str, text: str, parsed: dict | None, parse_error: str | None
+) -> dict[str, Any]:
+    """The mode's scorer on one answer: score, details (JSON) and no judge."""
+    from .scoring import score
+
+    result = score(mode, issue.gold, text, parsed, parse_error)
+    details = dict(result.details)
+    if result.flagged:
+        details["flagged"] = result.flagged
+    return {"score": result.value, "judge_score": None, "scores": json.dumps(details, default=str)}
+
+
+async def score_row(
+    client: Any,
+    issue: Issue,
+    mode: str,
+    text: str,
+    parsed: dict | None,
+    parse_error: str | None,
+    judge_model: str | None,
+    ledger: Any = None,
+) -> dict[str, Any]:
+    """Score one answer: the mode's scorer, plus the LLM judge for explain when a judge is set."""
+    from .scoring import judge_explain
+
+    row = score_sync(issue, mode, text, parsed, parse_error)
+    if judge_model and mode == "explain":
+        judged = await judge_explain(client, judge_model, issue, text)
+        details = json.loads(row["scores"])
+        details["judge"] = {**judged.details, **({"flagged": judged.flagged} if judged.flagged else {})}
+        row.update(judge_score=judged.value, scores=json.dumps(details, default=str))
+    return row
+
+
+async def rescore_run(
+    store: ResultStore, run_id: str, client: Any = None, judge_model: str | None = None
+) -> int:
+    """Re-score every successful cell of a finished run without new model calls (judge calls aside)."""
+    issues = store.issues(run_id)
+    df = store.results_df(run_id)
+    df = df[df["error_type"] == ""]
+    updates = []
+    for row in df.itertuples(index=False):
+        issue = issues.get(row.issue_id)
+        if issue is None:
+            continue
+        parsed = json.loads(row.parsed) if isinstance(row.parsed, str) and row.parsed else None
+        scored = await score_row(
+            client, issue, row.mode, row.text or "", parsed, row.parse_error or None, judge_model
+        )
+        updates.append(
+            (
+                scored["score"],
+                scored["judge_score"],
+                scored["scores"],
+                row.issue_id,
+                row.model,
+                row.mode,
+                int(row.repeat),
+            )
+        )
+    store.update_scores(run_id, updates)
+    return len(updates)
+
+
+def dataset_label(path: str | os.PathLike[str] | None) -> str | None:
+    """How a dataset path is recorded: relative to the working directory when inside it (no absolute paths)."""
+    if path is None:
+        return None
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return p.name

