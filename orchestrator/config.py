@@ -230,13 +230,17 @@ def config_from_dict(raw: dict[str, Any], cfg_path: Path) -> Config:
                 continue
             if not isinstance(entry, dict):
                 continue
-            named = [("primary", entry.get("primary"))] + [("fallbacks", m) for m in entry.get("fallbacks", [])]
+            named = [("primary", entry.get("primary"))] + [
+                ("fallbacks", m) for m in entry.get("fallbacks", [])
+            ]
             cascade = entry.get("cascade")
             if isinstance(cascade, dict):
                 named += [("cascade.models", m) for m in cascade.get("models", [])]
             for key, model_id in named:
                 if model_id is not None and model_id not in raw_models:
-                    problems.append(f"{cfg_path}: [routing.{mode}] key '{key}': unknown model id {model_id!r}")
+                    problems.append(
+                        f"{cfg_path}: [routing.{mode}] key '{key}': unknown model id {model_id!r}"
+                    )
     if problems:
         raise ConfigError("\n".join(problems))
     home_env = os.environ.get("ORCHESTRATOR_HOME")

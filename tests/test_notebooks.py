@@ -1,0 +1,442 @@
+"""The notebooks and the package code behind them.
+
+- nbval (lax) executes every notebook in notebooks/ at CI size (ORCHESTRATOR_NB_SMOKE=1: baseline/rules plus
+  local/smollm2, 3 issues, 2 modes, short outputs) in a subprocess with a temporary ORCHESTRATOR_HOME.
+- The benchmark notebook runs through papermill with parameters: they are in the executed notebook (the
+  injected cell and papermill's metadata) and the run is in the results database, finished, complete.
+- The papermill kernel is this interpreter, with text progress.
+- The notebooks are committed without outputs; the workbench pieces (escaping, words, diffs, the widget)
+  are checked without a kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from orchestrator import report, workbench
+from orchestrator.store import ResultStore, default_db_path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+# ------------------------------------------------------------------------------------------ committed
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_committed_clean(path):
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged `parameters`"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: outputs committed"
+    assert {p.name for p in NOTEBOOKS} >= {"benchmark.ipynb", "explore.ipynb", "compare_runs.ipynb"}
+
+
+def test_benchmark_parameters_match_the_issue():
+    params = report_params()
+    assert set(params) >= {
+        "dataset",
+        "split",
+        "models",
+        "modes",
+        "repeats",
+        "concurrency",
+        "budget_usd",
+        "judge_model",
+        "run_id",
+        "update_routing",
+        "objective",
+        "config",
+        "limit",
+    }
+    assert params["dataset"] == '"datasets/sample.jsonl"'
+
+
+def report_params() -> dict:
+    from orchestrator.bench_cli import notebook_parameters
+
+    return notebook_parameters(ROOT / "notebooks" / "benchmark.ipynb")
+
+
+# ------------------------------------------------------------------------------------------ nbval
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_every_notebook_executes_under_nbval(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "ORCHESTRATOR_CONFIG"}
+    env.update(
+        ORCHESTRATOR_NB_SMOKE="1", ORCHESTRATOR_HOME=str(tmp_path / "home"), ORCHESTRATOR_PROGRESS="off"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--nbval-lax",
+        "notebooks/",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-o",
+        "addopts=",
+        "--timeout=900",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1400)
+    print(proc.stdout[-6000:])
+    print(proc.stderr[-3000:], file=sys.stderr)
+    assert proc.returncode == 0, "nbval failed (output above)"
+    assert " passed" in proc.stdout
+    # each notebook made its runs in the temporary home, not in the project's database
+    store = ResultStore(default_db_path(tmp_path / "home"))
+    try:
+        assert len(store.runs()) >= 2  # the benchmark's run, plus compare_runs' tiny run(s)
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------------------------------ papermill
+
+
+@pytest.mark.slow
+def test_benchmark_through_papermill_records_parameters_and_run(tmp_path, isolated_home):
+    run_id = "test-papermill-" + os.urandom(3).hex()
+    params = {
+        "models": "baseline/rules,local/smollm2",
+        "modes": "classify,summarize",
+        "limit": 2,
+        "max_tokens": 32,
+        "dataset": "datasets/sample.jsonl",
+        "concurrency": 2,
+    }
+    result = report.bench(
+        parameters=params, run_id=run_id, config=ROOT / "orchestrator.toml", output_dir=tmp_path / "reports"
+    )
+    assert result.notebook == tmp_path / "reports" / f"{run_id}.ipynb"
+    assert result.html.is_file()
+
+    nb = nbformat.read(str(result.notebook), as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1
+    source = injected[0].source
+    assert 'models = "baseline/rules,local/smollm2"' in source
+    assert "limit = 2" in source and "max_tokens = 32" in source and f'run_id = "{run_id}"' in source
+    pm_meta = nb.metadata["papermill"]
+    assert pm_meta["parameters"]["run_id"] == run_id
+    assert pm_meta["parameters"]["models"] == params["models"]
+    assert pm_meta["parameters"]["config"] == "orchestrator.toml"  # relative to the project root
+    assert pm_meta["input_path"] == "notebooks/benchmark.ipynb"
+    assert not any(
+        c.get("outputs") and any(o.get("output_type") == "error" for o in c.outputs) for c in nb.cells
+    )
+
+    store = ResultStore(default_db_path(isolated_home))
+    try:
+        run = store.run(run_id)
+        assert run is not None and run["status"] == "finished"
+        assert run["params"]["n_issues"] == 2 and run["dataset"] == "datasets/sample.jsonl"
+        assert run["config_snapshot"]["models"]["local/smollm2"]["max_tokens"] == 32
+        df = store.results_df(run_id)
+    finally:
+        store.close()
+    assert len(df) == 2 * 2 * 2  # issues × models × modes
+    assert set(df["model"]) == {"baseline/rules", "local/smollm2"}
+
+
+@pytest.mark.slow
+def test_papermill_kernel_is_this_python_with_text_progress(tmp_path):
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import os, sys\nprint(sys.executable)\nprint(os.environ.get('ORCHESTRATOR_PROGRESS'))"
+            "\nprint(x)\nimport orchestrator"
+        ),
+    ]
+    src = tmp_path / "probe.ipynb"
+    nbformat.write(nb, str(src))
+    out = report.execute_notebook(src, tmp_path / "out.ipynb", {"x": 41}, cwd=tmp_path)
+    text = "".join(o.get("text", "") for o in out.cells[-1].outputs)
+    assert text.split() == [sys.executable, "text", "41"]
+
+
+# ------------------------------------------------------------------------------------------ bench CLI
+
+
+def _bench_args(argv: list[str]) -> argparse.Namespace:
+    from orchestrator import bench_cli
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    bench_cli.register(parser.add_subparsers())
+    return parser.parse_args(["bench", *argv])
+
+
+def test_bench_cli_parameters():
+    from orchestrator.bench_cli import build_parameters
+    from orchestrator.errors import OrchestratorError
+
+    args = _bench_args(
+        [
+            "--models",
+            "a,b",
+            "--budget",
+            "0.5",
+            "-p",
+            "limit",
+            "3",
+            "-p",
+            "split",
+            "None",
+            "-p",
+            "update_routing",
+            "True",
+            "-p",
+            "objective",
+            "quality",
+            "--modes",
+            "classify",
+        ]
+    )
+    params = build_parameters(args, report_params())
+    assert params == {
+        "models": "a,b",
+        "budget_usd": 0.5,
+        "limit": 3,
+        "split": None,
+        "update_routing": True,
+        "objective": "quality",
+        "modes": "classify",
+    }
+    assert args.output_dir == Path("reports") and not args.with_code
+    from orchestrator.bench_cli import DEFAULT_MAX_TOKENS, with_default_cap
+
+    assert with_default_cap({}) == {"max_tokens": DEFAULT_MAX_TOKENS}  # the embedded default, on CPU
+    assert with_default_cap({"max_tokens": None}) == {"max_tokens": None}
+    assert with_default_cap({"models": "x"}) == {"models": "x"}
+    with pytest.raises(OrchestratorError, match="unknown notebook parameter"):
+        build_parameters(_bench_args(["-p", "limt", "3"]), report_params())
+
+
+def test_find_notebook_resolves_from_the_project_and_says_when_missing(tmp_path, monkeypatch):
+    assert report.find_notebook(root=ROOT) == ROOT / "notebooks" / "benchmark.ipynb"
+    monkeypatch.chdir(tmp_path)  # elsewhere: the source checkout still has it
+    assert report.find_notebook() == ROOT / "notebooks" / "benchmark.ipynb"
+    with pytest.raises(report.ReportError, match="not found"):
+        report.find_notebook("notebooks/nope.ipynb", root=tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ escaping
+
+
+def test_report_sanitizer_keeps_tables_and_escapes_the_rest():
+    clean = report.clean_report_html(
+        "<style>td{color:red}</style><style>td{background:url(http://x/y.png)}</style>"
+        '<table class="orc-table"><thead><tr><th colspan="2">h</th></tr></thead><tbody><tr><td>1</td></tr>'
+        '</tbody></table><script>alert(1)</script><img src=x onerror="alert(2)"><h2 id="a">t</h2>'
+        '<a href="javascript:alert(3)">x</a>'
+    )
+    assert "<style>td{color:red}</style>" in clean and "url(" not in clean
+    assert '<th colspan="2">' in clean and "<tbody>" in clean and '<h2 id="a">' in clean
+    assert "<script>" not in clean and "&lt;script&gt;" in clean
+    assert "<img" not in clean and "javascript:" not in clean
+
+
+def test_styled_tables_escape_untrusted_text():
+    df = pd.DataFrame(
+        {
+            "run_id": "r",
+            "issue_id": ["o/r#1", "o/r#1"],
+            "model": ["m<b>1</b>", "m2"],
+            "mode": "classify",
+            "repeat": 0,
+            "split": "dev",
+            "text": ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"],
+            "score": [1.0, 0.0],
+            "error_type": "",
+            "error_message": "",
+        }
+    )
+    from orchestrator.types import Issue
+
+    issues = {"o/r#1": Issue(id="o/r#1", title="<b onmouseover=alert(1)>t</b>", body="")}
+    html = workbench.styled_answers(workbench.sample_answers(df, issues)).to_html()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<img" not in html and "<b onmouseover" not in html and "m&lt;b&gt;1" in html
+
+
+# ------------------------------------------------------------------------------------------ words
+
+
+def _summary(rows):
+    cols = [
+        "model",
+        "mode",
+        "n_issues",
+        "n_cells",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "cost_per_issue",
+        "error_rate",
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_summary_in_words_names_winner_cost_and_certainty():
+    summary = _summary(
+        [
+            ("big", "classify", 40, 40, 0.9, 0.8, 0.97, 0.002, 0.0),
+            ("small", "classify", 40, 40, 0.85, 0.74, 0.93, 0.0001, 0.0),
+            ("floor", "classify", 40, 40, 0.3, 0.2, 0.4, 0.0, 0.05),
+            ("big", "summarize", 40, 40, 0.6, 0.5, 0.7, 0.004, 0.0),
+            ("floor", "summarize", 40, 40, 0.2, 0.1, 0.3, 0.0, 0.0),
+        ]
+    )
+    comparisons = pd.DataFrame(
+        [
+            ("classify", "big", "small", 40, False),
+            ("classify", "big", "floor", 40, True),
+            ("classify", "small", "floor", 40, True),
+            ("summarize", "big", "floor", 40, True),
+        ],
+        columns=["mode", "model_a", "model_b", "n", "significant"],
+    )
+    words = workbench.summary_in_words(summary, comparisons, ["classify", "summarize"])
+    lines = words.splitlines()
+    assert lines[0].startswith("- classify: big scores best, 0.90 (95% CI 0.80–0.97, 40 issues)")
+    assert "statistically tied with small (0.85)" in lines[0]
+    assert (
+        "small is tied and cheaper ($0.000100 per issue)" in lines[0] and "clearly ahead of floor" in lines[0]
+    )
+    assert lines[1].startswith("- summarize: big scores best") and "ahead of every other model" in lines[1]
+    assert "Caution" not in words
+    assert "2 cells failed" in words and "floor, classify" in words
+
+
+def test_summary_in_words_small_and_empty():
+    summary = _summary([("only", "fix", 3, 3, 0.5, 0.0, 1.0, float("nan"), 0.0)])
+    words = workbench.summary_in_words(summary, None)
+    assert "only model scored" in words and "Caution: fewer than 10 issues" in words
+    assert "Cost unknown" in words and "unknown per issue" in words
+    assert workbench.summary_in_words(_summary([]), None).startswith("No results")
+
+
+# ------------------------------------------------------------------------------------------ config diff
+
+
+def test_config_diff_lists_changed_added_removed_keys():
+    a = {
+        "models": {"m": {"temperature": 0.0, "max_tokens": 256}},
+        "mode_versions": {"classify": "aaa"},
+        "default_model": "m",
+    }
+    b = {
+        "models": {"m": {"temperature": 0.7, "max_tokens": 256}, "n": {"temperature": 0.1}},
+        "mode_versions": {"classify": "bbb"},
+        "default_model": "m",
+    }
+    diff = workbench.config_diff(a, b)
+    rows = {r["key"]: (r["run A"], r["run B"], r["change"]) for r in diff.to_dict("records")}
+    assert rows == {
+        "models.m.temperature": ("0.0", "0.7", "changed"),
+        "models.n.temperature": ("—", "0.1", "added"),
+        "mode_versions.classify": ("aaa", "bbb", "changed"),
+    }
+    assert workbench.config_diff(a, a).empty
+
+
+def test_paired_runs_compares_same_model_across_runs():
+    def frame(run, scores):
+        return pd.DataFrame(
+            {
+                "run_id": run,
+                "issue_id": [f"i{k}" for k in range(len(scores))],
+                "model": "m",
+                "mode": "classify",
+                "repeat": 0,
+                "score": scores,
+                "error_type": "",
+            }
+        )
+
+    paired = workbench.paired_runs(frame("a", [1.0] * 12), frame("b", [0.0] * 12))
+    row = paired.iloc[0]
+    assert (row["mode"], row["model"], row["n"]) == ("classify", "m", 12)
+    assert row["diff"] == pytest.approx(1.0) and row["significant"]  # A − B; shown as B − A = −1
+
+
+# ------------------------------------------------------------------------------------------ explore
+
+
+def test_find_issues_by_text_and_label():
+    from orchestrator.types import Gold, Issue
+
+    issues = [
+        Issue(id="a#1", title="Crash on start", body="segfault", labels=["bug"]),
+        Issue(id="a#2", title="Add dark mode", body="", labels=["enhancement"], gold=Gold(type="feature")),
+    ]
+    assert [i.id for i in workbench.find_issues(issues, "crash")] == ["a#1"]
+    assert [i.id for i in workbench.find_issues(issues, "label:feature")] == ["a#2"]
+    assert [i.id for i in workbench.find_issues(issues, "")] == ["a#1", "a#2"]
+
+
+def test_explore_widget_and_compare_answers_use_the_cache(isolated_home):
+    from orchestrator.client import LLMClient
+
+    client = LLMClient(workbench.load_bench_config(ROOT / "orchestrator.toml"))
+    try:
+        issues = workbench.load_issues("datasets/sample.jsonl", limit=3, config=client.config)
+        box = workbench.explore_widget(issues, client, models="baseline/rules", mode="classify")
+        c = box.controls
+        assert c.models.value == ("baseline/rules",) and len(c.picker.options) == 3
+        c.search.value = "label:docs"
+        assert len(c.picker.options) == 0  # none of the first three is docs
+        c.search.value = ""
+        first = box.run()
+        assert list(first["model"]) == ["baseline/rules"] and first["error"].iloc[0] == ""
+        again = workbench.compare_answers(client, issues[c.picker.value], ["baseline/rules"], "classify")
+        assert bool(again["cached"].iloc[0]) and again["answer"].iloc[0] == first["answer"].iloc[0]
+        html = workbench.answers_html(again, issues[0], "classify").data
+        assert "baseline/rules" in html and "cached" in html
+    finally:
+        client.close()
+
+
+def test_report_scrub_replaces_paths_and_keys():
+    reps = report._replacements({".": Path("/srv/proj"), "~": Path("/home/u")})
+    text = report.scrub_text("/srv/proj/datasets/a.jsonl /home/u/.cache/x /srv/project sk-" + "a" * 30, reps)
+    assert text.startswith("datasets/a.jsonl ~/.cache/x /srv/project ") and "aaaa" not in text
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("p = '/srv/proj/x'")]
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={
+                "application/vnd.jupyter.widget-view+json": {"model_id": "1"},
+                "text/plain": "bar /srv/proj",
+            },
+        ),
+        nbformat.v4.new_output("display_data", data={"image/png": "iVBOR/srv/proj"}),
+    ]
+    nb.metadata["papermill"] = {"input_path": "/srv/proj/notebooks/benchmark.ipynb"}
+    report.scrub_notebook(nb, reps, labels={"input_path": "notebooks/benchmark.ipynb"})
+    assert nb.cells[0].source == "p = 'x'"
+    assert nb.cells[0].outputs[0]["data"] == {"text/plain": "bar ."}
+    assert nb.cells[0].outputs[1]["data"]["image/png"] == "iVBOR/srv/proj"  # images untouched
+    assert nb.metadata["papermill"]["input_path"] == "notebooks/benchmark.ipynb"
+    assert json.dumps(nb).count("/srv/proj") == 1
