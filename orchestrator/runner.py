@@ -194,7 +194,8 @@ async def run_grid(
 
     # Workers only call models; one writer scores and stores finished cells in group commits, so the next
     # call goes out as soon as an answer arrives (scoring and SQLite stay off the critical path).
-    finished: asyncio.Queue = asyncio.Queue(maxsize=4 * concurrency)
+    finished: asyncio.Queue = asyncio.Queue(maxsize=max(64, 4 * concurrency))
+    flush_now = asyncio.Event()  # set when the run ends or the queue is half full: no coalescing wait
     score_in_worker = judge_model is not None  # judge calls are slow network calls: keep them parallel
 
     async def worker() -> None:
@@ -223,6 +224,8 @@ async def run_grid(
                 )
                 completion = None
             await finished.put((issue, row, completion))
+            if finished.qsize() >= finished.maxsize // 2:
+                flush_now.set()
 
     def record(rows: list[dict[str, Any]]) -> None:
         store.write_results(rows)
@@ -238,11 +241,13 @@ async def run_grid(
     async def writer() -> None:
         while True:
             items = [await finished.get()]
-            if items[0] is not None and not finished.full() and not closing.is_set():
+            if items[0] is not None and not flush_now.is_set():
                 # Coalesce a burst of answers into one commit, and score while the network is busy
                 # rather than between an answer and the next request.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(closing.wait(), WRITE_COALESCE_S)
+                    await asyncio.wait_for(flush_now.wait(), WRITE_COALESCE_S)
+            if not closing:
+                flush_now.clear()
             while not finished.empty():
                 items.append(finished.get_nowait())
             rows = []
@@ -261,7 +266,7 @@ async def run_grid(
                 rows.append(row)
             record(rows)
 
-    closing = asyncio.Event()
+    closing: list[bool] = []
 
     async def work() -> None:
         writing = asyncio.create_task(writer())
@@ -269,7 +274,8 @@ async def run_grid(
         try:
             await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, len(todo))))))
         finally:
-            closing.set()
+            closing.append(True)
+            flush_now.set()
             await saving
             # Everything already answered is stored, even when the run is being cancelled.
             while True:
