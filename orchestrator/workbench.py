@@ -624,11 +624,22 @@ def styled_comparisons(comparisons: pd.DataFrame, labels: tuple[str, str] = ("mo
             "significant": ["yes" if s else "no" for s in c["significant"]],
         }
     )
+    return _style_paired(
+        frame,
+        ("mean A", "mean B", "A − B"),
+        "paired on the issues both answered; CI: paired bootstrap; p: McNemar's exact test "
+        "for 0/1 scores, else a sign-flip permutation test; Holm-corrected per mode",
+    )
+
+
+def _style_paired(frame: pd.DataFrame, value_cols: tuple[str, str, str], caption: str) -> Styler:
+    """Format a paired-comparison table: two means, their signed difference, p values, significance."""
+    mean_a, mean_b, diff = value_cols
     sty = frame.style.format(
         {
-            "mean A": fmt_num,
-            "mean B": fmt_num,
-            "A − B": lambda v: "—" if _is_nan(v) else f"{v:+.3f}",
+            mean_a: fmt_num,
+            mean_b: fmt_num,
+            diff: lambda v: "—" if _is_nan(v) else f"{v:+.3f}",
             "p": lambda v: "—" if _is_nan(v) else f"{v:.3g}",
             "p (Holm)": lambda v: "—" if _is_nan(v) else f"{v:.3g}",
         },
@@ -640,11 +651,7 @@ def styled_comparisons(comparisons: pd.DataFrame, labels: tuple[str, str] = ("mo
             lambda col: ["font-weight: 700; color: #1b5e20" if v == "yes" else "color: #666" for v in col],
             subset=["significant"],
         )
-    return _base_style(
-        sty,
-        "paired on the issues both answered; CI: paired bootstrap; p: McNemar's exact test "
-        "for 0/1 scores, else a sign-flip permutation test; Holm-corrected per mode",
-    )
+    return _base_style(sty, caption)
 
 
 def tied_groups(df: pd.DataFrame, summary: pd.DataFrame, modes: Sequence[str] | None = None) -> pd.DataFrame:
@@ -1225,19 +1232,9 @@ def styled_run_pairs(paired: pd.DataFrame) -> Styler:
             "significant": ["yes" if s else "no" for s in paired["significant"]],
         }
     )
-    sty = frame.style.format(
-        {
-            "run A": fmt_num,
-            "run B": fmt_num,
-            "B − A": lambda v: "—" if _is_nan(v) else f"{v:+.3f}",
-            "p": lambda v: "—" if _is_nan(v) else f"{v:.3g}",
-            "p (Holm)": lambda v: "—" if _is_nan(v) else f"{v:.3g}",
-        },
-        escape="html",
-        na_rep="—",
-    )
-    return _base_style(
-        sty,
+    return _style_paired(
+        frame,
+        ("run A", "run B", "B − A"),
         "same model, same issue ids, both runs; B − A with a paired bootstrap CI; McNemar / "
         "sign-flip test; Holm over every row",
     )
