@@ -248,7 +248,6 @@ class LLMClient:
         if cache not in ("use", "refresh", "off"):
             raise ValueError(f"cache must be 'use', 'refresh' or 'off', not {cache!r}")
         mode_obj = get_mode(mode) if mode else None
-        msgs = self._messages(prompt_or_issue, mode_obj, messages)
         entry = self.config.routing.get(mode) if (mode and not model) else None
         if isinstance(entry, dict) and isinstance(entry.get("cascade"), dict):
             from .routing import complete_cascade  # each step names its model: no recursion
@@ -265,6 +264,7 @@ class LLMClient:
                 ledger=ledger,
                 **params,
             )
+        msgs = self._messages(prompt_or_issue, mode_obj, messages)
         chain = self.route(model, mode)
         ledgers = [self.ledger] if ledger is None or ledger is self.ledger else [self.ledger, ledger]
         tried: list[str] = []
