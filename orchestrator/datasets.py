@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import OrchestratorError
+from .errors import InputError
 from .types import ISSUE_TYPES, SEVERITIES, Gold, Issue
 
 __all__ = [
@@ -62,7 +62,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-class DatasetError(OrchestratorError):
+class DatasetError(InputError):
     """An issue file (or an import source) is invalid.
 
     ``problems`` lists up to :data:`MAX_PROBLEMS` messages, each naming ``file:line`` (or the row)

@@ -1,7 +1,23 @@
-"""The error taxonomy, decided once for every provider.
+"""The error taxonomy, decided once for every provider and every input.
 
-Each error knows whether it is worth retrying, which provider and model id raised it, the HTTP status,
-and the provider's retry hint. Messages are scrubbed of secrets before they are stored.
+    OrchestratorError
+    ├── InputError                 bad input from the user; the CLI exits 2 and names file, key or flag
+    │   ├── ConfigError            orchestrator.toml (or another config-shaped file)
+    │   ├── UsageError             a command-line flag or argument
+    │   └── UnknownModelError      a model id that is not configured
+    ├── StorageError               the results database or cache cannot be read or written
+    │   └── RunLockedError         another live process holds the run
+    └── ProviderError              a provider call failed; typed by what the caller should do
+        ├── AuthError · PermissionDeniedError · UnknownProviderModelError · BadRequestError
+        ├── ContextTooLongError · ContentFilteredError · QuotaExhaustedError · BudgetExceededError
+        ├── RateLimitedError · OverloadedError · ProviderTimeoutError · ConnectionFailedError   (retryable)
+        ├── MalformedResponseError (retryable) └── ResponseTooLargeError (terminal)
+        └── AllModelsFailedError   every model of a fallback chain failed
+
+Each provider error knows whether it is worth retrying, which provider and model id raised it, the HTTP
+status, the provider's retry hint, whether the failed request may still have been billed, and (once the
+client has handled it) how many requests were sent and which models were tried. Messages are scrubbed of
+secrets and capped in length before anyone stores or prints them.
 """
 
 from __future__ import annotations
@@ -14,11 +30,29 @@ class OrchestratorError(Exception):
     """Base of every error this package raises on purpose."""
 
 
-class ConfigError(OrchestratorError):
+class InputError(OrchestratorError):
+    """Bad input from the user (a file, a key, a flag): the message names where; the CLI exits 2."""
+
+    exit_code = 2
+
+
+class ConfigError(InputError):
     """orchestrator.toml (or another input file) is invalid; the message names file and key."""
 
 
-class UnknownModelError(OrchestratorError, KeyError):
+class UsageError(InputError):
+    """A command-line flag or argument is invalid; the message names the flag."""
+
+
+class StorageError(OrchestratorError):
+    """The results database, the cache or ORCHESTRATOR_HOME cannot be read or written."""
+
+
+class RunLockedError(StorageError):
+    """Another live process is running this run id; the message names the holder (pid, host, since)."""
+
+
+class UnknownModelError(InputError, KeyError):
     """A model id that is not configured; the message lists the known ones."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
@@ -35,10 +69,30 @@ _SECRET_PATTERNS = [
 _known_secrets: set[str] = set()
 
 
+# A secret shorter than this is not registered: redacting it would garble ordinary text.
+MIN_SECRET_LEN = 6
+# Headers whose configured values are credentials, whatever their shape.
+SECRET_HEADER_HINTS = ("auth", "key", "token", "secret", "cookie", "password", "session", "signature")
+
+
 def register_secret(value: str | None) -> None:
     """Remember a secret value so that :func:`redact` removes it from any text."""
-    if value and len(value) >= 6:
+    if value and len(value) >= MIN_SECRET_LEN:
         _known_secrets.add(value)
+        bearer = value.split(None, 1)
+        if len(bearer) == 2 and bearer[0].lower() in ("bearer", "basic", "token"):
+            register_secret(bearer[1])
+
+
+def is_secret_header(name: str) -> bool:
+    """Whether a configured header carries a credential (its value is then treated as a secret)."""
+    lowered = name.lower()
+    return any(hint in lowered for hint in SECRET_HEADER_HINTS)
+
+
+def contains_secret(text: str) -> bool:
+    """Whether ``text`` holds a registered secret value (cheap; patterns are not checked)."""
+    return bool(text) and any(secret in text for secret in _known_secrets)
 
 
 def redact(text: str) -> str:
@@ -60,11 +114,30 @@ def redact_env_secrets() -> None:
             register_secret(value)
 
 
+# Provider messages can be whole HTML pages or megabytes of junk: keep the first part only.
+MAX_MESSAGE_CHARS = 1000
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"... [{len(text) - limit} more characters]"
+
+
 class ProviderError(OrchestratorError):
-    """An error from a provider call, typed by what the caller should do about it."""
+    """An error from a provider call, typed by what the caller should do about it.
+
+    ``maybe_billed``: the request reached the provider and no error status came back (a timeout while
+    reading, a garbled or oversized 200), so the provider may bill it; the budget counts its reservation.
+    ``attempts`` and ``fallback_path`` are filled in by the client: requests sent for the call over the
+    whole chain, and the models tried in order.
+    """
 
     kind = "provider_error"
     retryable = False
+    maybe_billed = False
+    attempts: int | None = None
+    fallback_path: list[str] | None = None
 
     def __init__(
         self,
@@ -76,6 +149,7 @@ class ProviderError(OrchestratorError):
         retry_after_s: float | None = None,
         retryable: bool | None = None,
         body: str | None = None,
+        maybe_billed: bool | None = None,
     ) -> None:
         self.provider = provider
         self.model = model
@@ -83,8 +157,10 @@ class ProviderError(OrchestratorError):
         self.retry_after_s = retry_after_s
         if retryable is not None:
             self.retryable = retryable
+        if maybe_billed is not None:
+            self.maybe_billed = maybe_billed
         self.body = redact(body[:2000]) if body else None
-        self.detail = redact(message)
+        self.detail = _cap(redact(str(message)), MAX_MESSAGE_CHARS)
         super().__init__(self._render())
 
     def _render(self) -> str:
@@ -112,6 +188,7 @@ class ProviderError(OrchestratorError):
                 self.retry_after_s,
                 self.retryable,
             ),
+            dict(vars(self)),  # attempts, fallback_path, maybe_billed, errors: restored as they were
         )
 
 
@@ -181,6 +258,13 @@ class MalformedResponseError(ProviderError):
     retryable = True
 
 
+class ResponseTooLargeError(ProviderError):
+    """The response body (compressed or decoded) passed the model's ``max_response_bytes``: a broken or
+    hostile server. Not retried (the next answer would be as large); the chain falls back."""
+
+    kind = "response_too_large"
+
+
 class BudgetExceededError(ProviderError):
     kind = "budget_exceeded"
 
@@ -213,6 +297,7 @@ ERROR_KINDS: dict[str, type[ProviderError]] = {
         ProviderTimeoutError,
         ConnectionFailedError,
         MalformedResponseError,
+        ResponseTooLargeError,
         BudgetExceededError,
         AllModelsFailedError,
     )
