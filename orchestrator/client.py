@@ -37,7 +37,7 @@ from .http import HttpPool
 from .ledger import Ledger
 from .limits import LIMITER, Bucket, BucketPaused, Limiter
 from .modes import Mode, get_mode, parse_structured
-from .pricing import estimate_cost, list_cost
+from .pricing import list_cost, worst_case_cost, worst_case_prompt_tokens
 from .providers import get_adapter
 from .providers.base import ChatRequest, ProviderResponse
 from .types import Completion, Issue, Message
@@ -144,6 +144,7 @@ class _Call:
     key: str
     prompt_chars: int
     max_tokens: int
+    worst_prompt_tokens: int = 0
 
 
 def _prompt_chars(messages: list[Message]) -> int:
@@ -438,6 +439,7 @@ class LLMClient:
             key=self.request_key(spec, req, mode, repeat),
             prompt_chars=_prompt_chars(messages),
             max_tokens=int(params.get("max_tokens") or spec.max_tokens),
+            worst_prompt_tokens=worst_case_prompt_tokens(messages, req.schema),
         )
 
     @staticmethod
@@ -503,7 +505,7 @@ class LLMClient:
         self, call: _Call, ledgers: list[Ledger], *, cache: CachePolicy, ttl_s: float | None
     ) -> Completion:
         spec, req = call.spec, call.req
-        estimate = estimate_cost(spec, call.prompt_chars, call.max_tokens)
+        estimate = worst_case_cost(spec, call.worst_prompt_tokens, call.max_tokens)
         if estimate is None:
             self.ledger.warn_unpriced(spec.id)
         reserved: list[tuple[Ledger, float]] = []

@@ -19,6 +19,9 @@ from .errors import ConfigError, UnknownModelError
 PROVIDERS = ("openai", "openrouter", "anthropic", "cohere", "gemini", "ollama", "local", "baseline")
 MODES = ("explain", "fix", "classify", "summarize")
 CONFIG_NAME = "orchestrator.toml"
+# An answer of a few thousand tokens is a few kB; 4 MiB leaves room for any honest body and stops a
+# decompression bomb (1 MiB of gzip -> 1 GiB) or a junk stream long before it costs memory.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 class Price(BaseModel):
@@ -80,6 +83,14 @@ class ModelSpec(BaseModel):
     context_window: int | None = Field(default=None, gt=0)
     timeout: float = Field(default=120.0, gt=0, description="read timeout, seconds")
     connect_timeout: float = Field(default=10.0, gt=0)
+    deadline: float | None = Field(
+        default=None,
+        gt=0,
+        description="total seconds one attempt may take; default connect_timeout + timeout",
+    )
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES, gt=0, description="cap on a response body, compressed and decoded"
+    )
     price: Price | None = None
     limits: Limits = Field(default_factory=Limits)
     modes: dict[str, ModeOverride] = Field(default_factory=dict)
@@ -106,6 +117,11 @@ class ModelSpec(BaseModel):
         if mode and mode in self.modes:
             params.update(self.modes[mode].model_dump(exclude_none=True))
         return params
+
+    @property
+    def attempt_deadline(self) -> float:
+        """Seconds one attempt may take in all (connect, send, every read): a slow drip cannot hold it."""
+        return self.deadline if self.deadline is not None else self.connect_timeout + self.timeout
 
     def public_dict(self) -> dict[str, Any]:
         """The spec as stored in run snapshots: everything but secrets (there are none: keys live in env)."""

@@ -15,7 +15,7 @@ from orchestrator import modes
 from orchestrator.client import LLMClient, RetryPolicy
 from orchestrator.ledger import Ledger
 from orchestrator.limits import Limiter
-from orchestrator.pricing import estimate_cost, list_cost
+from orchestrator.pricing import list_cost, worst_case_cost
 from orchestrator.types import Message, Usage
 
 PRICE = {"input": 2.0, "output": 8.0, "cache_read": 0.5}  # USD per million tokens
@@ -360,11 +360,12 @@ def test_list_cost_uses_disjoint_axes():
     usage = Usage(input_uncached=1000, cache_read=2000, cache_write=500, output=400, reasoning=100)
     expected = (1000 * 3 + 2000 * 0.3 + 500 * 3.75 + 400 * 15 + 100 * 15) / 1e6
     assert list_cost(spec, usage) == pytest.approx(expected)
-    assert estimate_cost(spec, 4000, 200) == pytest.approx((1000 * 3 + 200 * 15) / 1e6)
+    # the worst case prices input at the dearest input axis (cache write 3.75) and output at the dearest output axis
+    assert worst_case_cost(spec, 4000, 200) == pytest.approx((4000 * 3.75 + 200 * 15) / 1e6)
     unpriced = config_for(
         {"t/u": {"provider": "openai", "model": "u", "base_url": "http://x/v1"}}
     ).model_spec("t/u")
-    assert list_cost(unpriced, usage) is None and estimate_cost(unpriced, 10, 10) is None
+    assert list_cost(unpriced, usage) is None and worst_case_cost(unpriced, 10, 10) is None
     local = config_for({"local/x": {"provider": "local", "model": "x"}}).model_spec("local/x")
     assert list_cost(local, usage) == 0.0
 
