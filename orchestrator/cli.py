@@ -248,6 +248,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .errors import redact
 
         print(f"orchestrator: error: {redact(str(exc))}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 1))
+    except Exception as exc:  # a bug: one line, never a traceback (ORCHESTRATOR_DEBUG=1 shows it)
+        if os.environ.get("ORCHESTRATOR_DEBUG"):
+            raise
+        from .errors import redact
+
+        print(
+            f"orchestrator: internal error: {redact(f'{type(exc).__name__}: {exc}')[:2000]} "
+            "(please report it; ORCHESTRATOR_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 
