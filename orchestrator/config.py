@@ -6,6 +6,9 @@ Where the config comes from, first match wins: an explicit path, ``$ORCHESTRATOR
 
 from __future__ import annotations
 
+import codecs
+import json
+import math
 import os
 import tomllib
 from datetime import date
@@ -13,8 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError, UnknownModelError
+from .providers import sampling_problems
 
 PROVIDERS = ("openai", "openrouter", "anthropic", "cohere", "gemini", "ollama", "local", "baseline")
 MODES = ("explain", "fix", "classify", "summarize")
@@ -22,6 +27,11 @@ CONFIG_NAME = "orchestrator.toml"
 # An answer of a few thousand tokens is a few kB; 4 MiB leaves room for any honest body and stops a
 # decompression bomb (1 MiB of gzip -> 1 GiB) or a junk stream long before it costs memory.
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+# No real model costs more than about 600 USD per million tokens on any axis; a price far above that is
+# a typo (a price per token written per million, an extra digit) that would make every cost figure absurd.
+MAX_PRICE_PER_MTOK = 10_000
+PRICE_AXES = ("input", "output", "cache_read", "cache_write", "reasoning")
+SAMPLING_KEYS = ("temperature", "top_p", "seed")
 
 
 class Price(BaseModel):
@@ -40,16 +50,24 @@ class Price(BaseModel):
     reasoning: float | None = None
     as_of: date | None = None
 
-    @field_validator("input", "output", "cache_read", "cache_write", "reasoning")
+    @field_validator(*PRICE_AXES)
     @classmethod
-    def _non_negative(cls, v: float | None) -> float | None:
-        if v is not None and v < 0:
-            raise ValueError("must be >= 0")
+    def _plausible(cls, v: float | None) -> float | None:
+        if v is None:
+            return v
+        if not math.isfinite(v) or v > MAX_PRICE_PER_MTOK:
+            raise PydanticCustomError(
+                "price",
+                "must be a finite number of USD per million tokens, at most {cap}",
+                {"cap": MAX_PRICE_PER_MTOK},
+            )
+        if v < 0:
+            raise PydanticCustomError("price", "must be >= 0 USD per million tokens")
         return v
 
 
 class Limits(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     rpm: float | None = Field(default=None, gt=0)
     tpm: float | None = Field(default=None, gt=0)
@@ -57,7 +75,7 @@ class Limits(BaseModel):
 
 
 class ModeOverride(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, gt=0)
@@ -68,7 +86,8 @@ class ModeOverride(BaseModel):
 class ModelSpec(BaseModel):
     """One configured model: a provider, an API model name and the parameters it is called with."""
 
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: an inf timeout never fires and a NaN one compares false with everything
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     id: str
     provider: Literal["openai", "openrouter", "anthropic", "cohere", "gemini", "ollama", "local", "baseline"]
@@ -176,10 +195,13 @@ def _describe_error(path: Path, err: dict[str, Any], model_id: str | None) -> st
     where = f"[models.{_quote(model_id)}]" if model_id else ""
     key = ".".join(loc)
     value = err.get("input")
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")
+    price_axis = len(loc) == 2 and loc[0] == "price" and loc[1] in PRICE_AXES
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
-    shown = "" if isinstance(value, dict) or err["type"] == "missing" else f" (got {value!r})"
+    elif price_axis and err["type"] not in ("price", "missing"):  # "cheap", a list...: one wording
+        msg = f"must be a finite number of USD per million tokens, at most {MAX_PRICE_PER_MTOK}"
+    shown = "" if isinstance(value, dict) or err["type"] == "missing" else f" (got {_show(value)})"
     return f"{path}: {where} key '{key}': {msg}{shown}".replace(":  key", ": key")
 
 
@@ -187,18 +209,216 @@ def _quote(model_id: str | None) -> str:
     return f'"{model_id}"'
 
 
+def _show(value: Any) -> str:
+    """``repr(value)``, cut short: a hostile file must not turn one message into megabytes."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _kind(value: Any) -> str:
+    """What a TOML value is, in the file's own words ("a string", "a table")."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, date):
+        return "a date"
+    return f"a {type(value).__name__}"
+
+
+def _model_list_problem(value: Any) -> str | None:
+    """Why ``value`` is not a list of model ids, or None when it is one."""
+    if isinstance(value, list):
+        odd = [m for m in value if not isinstance(m, str)]
+        if not odd:
+            return None
+        got = f"a list holding {_kind(odd[0])}"
+    else:
+        got = _kind(value)
+    # A lone string is the usual slip: show it written as the list it should have been.
+    example = '["baseline/rules"]'
+    if isinstance(value, str) and len(value) <= 80:
+        example = json.dumps([value], ensure_ascii=False)
+    return f"must be a list of model ids such as {example} (got {got})"
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and validate the config; every error names the file, the model id and the key."""
     cfg_path = find_config_path(path)
+    return config_from_dict(_read_toml(cfg_path), cfg_path)
+
+
+def _read_toml(cfg_path: Path) -> dict[str, Any]:
+    """Parse the file as UTF-8 TOML (a leading byte order mark is allowed); any failure is a ConfigError."""
     try:
-        raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        data = cfg_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{cfg_path}: cannot read the file: {exc.strerror or exc}") from None
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = start + exc.start
+        line = data.count(b"\n", 0, offset) + 1
+        raise ConfigError(
+            f"{cfg_path}: not valid UTF-8 at line {line}, byte offset {offset} (byte 0x{data[offset]:02x}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{cfg_path}: invalid TOML: {exc}") from None
-    return config_from_dict(raw, cfg_path)
+    except RecursionError:
+        raise ConfigError(f"{cfg_path}: invalid TOML: arrays or tables nested too deeply") from None
+
+
+def _model_problems(
+    cfg_path: Path, model_id: str, table: dict[str, Any]
+) -> tuple[ModelSpec | None, list[str]]:
+    """Validate one ``[models."<id>"]`` table: the spec (None when invalid) and every problem found."""
+    where = f"{cfg_path}: [models.{_quote(model_id)}]"
+    problems: list[str] = []
+    table = dict(table)
+    if "provider" not in table and "/" in model_id:
+        table = {"provider": model_id.split("/", 1)[0], **table}
+    provider = table.get("provider")
+    if not isinstance(provider, str) or provider not in PROVIDERS:
+        problems.append(
+            f"{where} key 'provider': unknown provider {_show(provider)} (known: {', '.join(PROVIDERS)})"
+        )
+        return None, problems
+    if "fallbacks" in table:
+        problem = _model_list_problem(table["fallbacks"])
+        if problem:
+            problems.append(f"{where} key 'fallbacks': {problem}")
+            del table["fallbacks"]  # reported once here, not again by pydantic
+    spec: ModelSpec | None = None
+    invalid: set[str] = set()
+    try:
+        spec = ModelSpec(id=model_id, **table)
+    except ValidationError as exc:
+        problems.extend(_describe_error(cfg_path, e, model_id) for e in exc.errors())
+        invalid = {".".join(str(p) for p in e["loc"]) for e in exc.errors()}
+    except TypeError as exc:
+        problems.append(f"{where}: {exc}")
+        return None, problems
+    # The config's own bounds are the widest any provider takes; here the provider's own apply. An invalid
+    # table is checked too (its numbers as written), so that every problem is reported in one go.
+    for key, value in _sampling_values(spec if spec is not None else table):
+        if key not in invalid:
+            for problem in sampling_problems(provider, {key.rsplit(".", 1)[-1]: value}):
+                problems.append(f"{where} key '{key}': {problem}")
+    return spec, problems
+
+
+def _sampling_values(source: ModelSpec | dict[str, Any]) -> list[tuple[str, Any]]:
+    """(key, value) of every temperature, top_p and seed a model sets, its own and its modes'."""
+    if isinstance(source, ModelSpec):
+        holders: list[tuple[str, Any]] = [("", vars(source))]
+        holders += [(f"modes.{m}.", vars(o)) for m, o in source.modes.items()]
+    else:  # a table pydantic refused: only plain numbers, the rest is reported already
+        modes = source.get("modes")
+        holders = [("", source)]
+        if isinstance(modes, dict):
+            holders += [(f"modes.{m}.", o) for m, o in modes.items() if isinstance(o, dict)]
+    out = []
+    for prefix, holder in holders:
+        for key in SAMPLING_KEYS:
+            value = holder.get(key)
+            if value is None:
+                continue
+            if isinstance(source, dict) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                continue
+            out.append((prefix + key, value))
+    return out
+
+
+def _defaults_problems(cfg_path: Path, defaults: Any) -> tuple[str | None, list[str]]:
+    """The ``[defaults]`` model id (None: not given) and the problems of the table."""
+    if not isinstance(defaults, dict):
+        return None, [
+            f"{cfg_path}: [defaults] must be a table (got {_kind(defaults)}); write [defaults] and below it "
+            'model = "<provider>/<name>"'
+        ]
+    problems = [
+        f"{cfg_path}: [defaults] key '{key}': unknown key (known: model)"
+        for key in defaults
+        if key != "model"
+    ]
+    model = defaults.get("model")
+    if model is not None and not isinstance(model, str):
+        problems.append(
+            f"{cfg_path}: [defaults] key 'model': must be a model id such as \"baseline/rules\" (got {_kind(model)})"
+        )
+        return None, problems
+    return model or None, problems
+
+
+def _routing_problems(cfg_path: Path, mode: str, entry: Any, known: dict[str, Any]) -> list[str]:
+    """Problems of one ``[routing.<mode>]`` table (see orchestrator.routing.routing_entry for its keys)."""
+    if not isinstance(entry, dict):
+        primary = '"<provider>/<name>"'
+        if isinstance(entry, str) and len(entry) <= 80:
+            primary = json.dumps(entry, ensure_ascii=False)
+        return [
+            f"{cfg_path}: [routing] key '{mode}': must be a table (got {_kind(entry)}); write "
+            f"[routing.{mode}] and below it primary = {primary}"
+        ]
+    where = f"{cfg_path}: [routing.{mode}]"
+    problems: list[str] = []
+    named: list[tuple[str, str]] = []
+    primary = entry.get("primary")
+    if isinstance(primary, str):
+        named.append(("primary", primary))
+    elif primary is not None:
+        problems.append(
+            f"{where} key 'primary': must be a model id such as \"baseline/rules\" (got {_kind(primary)})"
+        )
+    if "fallbacks" in entry:
+        problem = _model_list_problem(entry["fallbacks"])
+        if problem:
+            problems.append(f"{where} key 'fallbacks': {problem}")
+        else:
+            named += [("fallbacks", m) for m in entry["fallbacks"]]
+    cascade = entry.get("cascade")
+    if cascade is not None and not isinstance(cascade, dict):
+        problems.append(
+            f"{where} key 'cascade': must be a table such as {{ models = [cheap, ..., strong], threshold = 0.5 }} "
+            f"(got {_kind(cascade)})"
+        )
+    elif isinstance(cascade, dict):
+        models = cascade.get("models")
+        problem = _model_list_problem(models) if models is not None else None
+        if problem:
+            problems.append(f"{where} key 'cascade.models': {problem}")
+        elif not models:
+            problems.append(f"{where} key 'cascade.models': a cascade needs models = [cheap, ..., strong]")
+        else:
+            named += [("cascade.models", m) for m in models]
+        threshold = cascade.get("threshold")
+        number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+        if threshold is not None and not (number and 0 <= threshold <= 1):  # NaN fails the range too
+            problems.append(
+                f"{where} key 'cascade.threshold': must be a number from 0 to 1 (got {_show(threshold)})"
+            )
+    if primary is None and cascade is None:
+        problems.append(f'{where}: needs primary = "<provider>/<name>" (or a cascade table)')
+    for key, model_id in named:
+        if model_id not in known:
+            problems.append(f"{where} key '{key}': unknown model id {_show(model_id)}")
+    return problems
 
 
 def config_from_dict(raw: dict[str, Any], cfg_path: Path) -> Config:
-    """Validate an already parsed config mapping (see :func:`load_config`)."""
+    """Validate an already parsed config mapping (see :func:`load_config`); every problem is reported at once."""
     problems: list[str] = []
     models: dict[str, ModelSpec] = {}
     raw_models = raw.get("models", {})
@@ -206,57 +426,39 @@ def config_from_dict(raw: dict[str, Any], cfg_path: Path) -> Config:
         raise ConfigError(f'{cfg_path}: no [models."<provider>/<name>"] tables')
     for model_id, table in raw_models.items():
         if not isinstance(table, dict):
-            problems.append(f"{cfg_path}: [models] key '{model_id}': must be a table")
+            problems.append(f"{cfg_path}: [models] key '{model_id}': must be a table (got {_kind(table)})")
             continue
-        if "provider" not in table and "/" in model_id:
-            table = {"provider": model_id.split("/", 1)[0], **table}
-        provider = table.get("provider")
-        if provider not in PROVIDERS:
-            problems.append(
-                f"{cfg_path}: [models.{_quote(model_id)}] key 'provider': unknown provider {provider!r} "
-                f"(known: {', '.join(PROVIDERS)})"
-            )
-            continue
-        try:
-            models[model_id] = ModelSpec(id=model_id, **table)
-        except ValidationError as exc:
-            problems.extend(_describe_error(cfg_path, e, model_id) for e in exc.errors())
-        except TypeError as exc:
-            problems.append(f"{cfg_path}: [models.{_quote(model_id)}]: {exc}")
-    defaults = raw.get("defaults", {})
-    default_model = defaults.get("model") or next(iter(raw_models))
+        spec, found = _model_problems(cfg_path, model_id, table)
+        problems += found
+        if spec is not None:
+            models[model_id] = spec
+    default_model, found = _defaults_problems(cfg_path, raw.get("defaults", {}))
+    problems += found
     for model_id, spec in models.items():
         for fb in spec.fallbacks:
             if fb not in raw_models:
                 problems.append(
                     f"{cfg_path}: [models.{_quote(model_id)}] key 'fallbacks': unknown model id {fb!r}"
                 )
-    if default_model not in raw_models:
-        problems.append(f"{cfg_path}: [defaults] key 'model': unknown model id {default_model!r}")
+    if default_model is None:
+        default_model = next(iter(raw_models))
+    elif default_model not in raw_models:
+        problems.append(f"{cfg_path}: [defaults] key 'model': unknown model id {_show(default_model)}")
     unknown_top = set(raw) - {"models", "defaults", "routing"}
     for key in sorted(unknown_top):
         problems.append(f"{cfg_path}: unknown top-level key '{key}'")
     routing = raw.get("routing", {})
-    if isinstance(routing, dict):
-        for mode, entry in routing.items():
-            if mode not in MODES:
-                problems.append(
-                    f"{cfg_path}: [routing] key '{mode}': unknown mode (known: {', '.join(MODES)})"
-                )
-                continue
-            if not isinstance(entry, dict):
-                continue
-            named = [("primary", entry.get("primary"))] + [
-                ("fallbacks", m) for m in entry.get("fallbacks", [])
-            ]
-            cascade = entry.get("cascade")
-            if isinstance(cascade, dict):
-                named += [("cascade.models", m) for m in cascade.get("models", [])]
-            for key, model_id in named:
-                if model_id is not None and model_id not in raw_models:
-                    problems.append(
-                        f"{cfg_path}: [routing.{mode}] key '{key}': unknown model id {model_id!r}"
-                    )
+    if not isinstance(routing, dict):
+        problems.append(
+            f"{cfg_path}: [routing] must be a table of [routing.<mode>] tables (got {_kind(routing)}); "
+            f"modes: {', '.join(MODES)}"
+        )
+        routing = {}
+    for mode, entry in routing.items():
+        if mode not in MODES:
+            problems.append(f"{cfg_path}: [routing] key '{mode}': unknown mode (known: {', '.join(MODES)})")
+            continue
+        problems += _routing_problems(cfg_path, mode, entry, raw_models)
     if problems:
         raise ConfigError("\n".join(problems))
     home_env = os.environ.get("ORCHESTRATOR_HOME")
