@@ -5,6 +5,10 @@ File format: one JSON object per line (UTF-8), keys in schema order
 any other top-level key is kept in ``Issue.extra`` on load and written back at the top level, so a
 load → write round trip is lossless. Blank lines are skipped.
 
+Lines are read defensively (:mod:`orchestrator.jsonl`): a line over 32 MiB, nesting deeper than 100
+levels, a number too large, ``NaN`` or a duplicate key is a problem for that line, never a crash. Lone
+surrogates (``"\\ud83d"``) are replaced with U+FFFD on load and reported.
+
 Every problem names ``file:line`` and the field, e.g.
 ``datasets/x.jsonl:17: field 'gold.type': must be one of bug, feature, question, docs (got 'enhancment')``.
 Loading collects up to :data:`MAX_PROBLEMS` problems and reports them at once in a :class:`DatasetError`.
@@ -19,17 +23,20 @@ import csv
 import difflib
 import hashlib
 import json
+import logging
 import math
-import sys
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
+from . import jsonl
 from .errors import InputError
+from .safe_text import repair_text, repair_value
 from .types import ISSUE_TYPES, SEVERITIES, Gold, Issue
 
 __all__ = [
@@ -181,16 +188,26 @@ def _record_to_issue(obj: dict[str, Any]) -> Issue:
     return Issue.model_validate(data)
 
 
-def _iter_jsonl(path: Path, label: str, problems: _Problems) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, decoded JSON) for every non-blank line; problems go to ``problems``."""
+def _open_binary(path: Path, label: str) -> BinaryIO:
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
     except FileNotFoundError:
         raise DatasetError([f"{label}: file not found"]) from None
-    except OSError as exc:
+    except OSError as exc:  # a directory, no permission, ...
         raise DatasetError([f"{label}: cannot read: {exc.strerror or exc}"]) from None
-    with fh:
-        for lineno, raw in enumerate(fh, start=1):
+
+
+def _iter_jsonl(path: Path, label: str, problems: _Problems) -> Iterator[tuple[int, str, Any]]:
+    """Yield (line number, text, decoded JSON) for every usable non-blank line.
+
+    Problems (bad UTF-8, bad JSON, a line over :data:`jsonl.MAX_LINE_BYTES`, too deep, a huge number,
+    NaN, a duplicate key) go to ``problems`` and the line is skipped.
+    """
+    with _open_binary(path, label) as fh:
+        for lineno, raw in jsonl.read_lines(fh):
+            if raw is None:
+                problems.add(f"{label}:{lineno}: {jsonl.too_long()} (skipped)")
+                continue
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             try:
@@ -201,26 +218,60 @@ def _iter_jsonl(path: Path, label: str, problems: _Problems) -> Iterator[tuple[i
             if not text.strip():
                 continue
             try:
-                yield lineno, json.loads(text)
+                obj = jsonl.parse_line(text)
             except json.JSONDecodeError as exc:
                 problems.add(f"{label}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})")
+                continue
+            except jsonl.LineProblem as exc:
+                problems.add(f"{label}:{lineno}: {exc}")
+                continue
+            yield lineno, text, obj
 
 
-def read_issues_lenient(path: str | Path, *, limit: int = MAX_PROBLEMS) -> tuple[list[Issue], list[str], int]:
+# A lone surrogate can only come from a \uD800-\uDFFF escape: the line itself decoded as UTF-8
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _describe_surrogates(hits: list[tuple[str, str]], noun: str = "field") -> str:
+    return ", ".join(f"{noun} '{field}' ({where})" for field, where in hits)
+
+
+def read_issues_lenient(
+    path: str | Path,
+    *,
+    limit: int = MAX_PROBLEMS,
+    on_repair: Callable[[str], None] | None = None,
+) -> tuple[list[Issue], list[str], int]:
     """Read an issue file, keeping every valid line.
 
     Returns ``(issues, problems, total_problems)``: ``problems`` holds the first ``limit`` messages.
     A missing or unreadable file raises :class:`DatasetError`.
+
+    Strings holding lone surrogates are repaired (U+FFFD) and the issue is kept. With ``on_repair``
+    each repaired line is reported through it; without, each such field is also a problem, so
+    ``issues check`` flags the file.
     """
     label = str(path)
     problems = _Problems(limit)
     issues: list[Issue] = []
     first_line: dict[str, int] = {}
-    for lineno, obj in _iter_jsonl(Path(path), label, problems):
+    for lineno, text, obj in _iter_jsonl(Path(path), label, problems):
         where = f"{label}:{lineno}"
         if not isinstance(obj, dict):
             problems.add(f"{where}: expected a JSON object, got {type(obj).__name__}")
             continue
+        if _SURROGATE_ESCAPE.search(text):
+            hits = list(jsonl.surrogate_fields(obj))
+            if hits:
+                obj = repair_value(obj)[0]
+                if on_repair is not None:
+                    on_repair(f"{where}: replaced lone surrogates with U+FFFD: {_describe_surrogates(hits)}")
+                else:
+                    for field, at in hits:
+                        problems.add(
+                            f"{where}: field '{field}': lone surrogate {at} "
+                            "(not valid Unicode; a run replaces it with U+FFFD)"
+                        )
         try:
             issue = _record_to_issue(obj)
         except ValidationError as exc:
@@ -240,15 +291,23 @@ def read_issues_lenient(path: str | Path, *, limit: int = MAX_PROBLEMS) -> tuple
     return issues, problems.items, problems.total
 
 
-def load_issues(path: str | Path, split: str | None = None) -> list[Issue]:
+def load_issues(
+    path: str | Path,
+    split: str | None = None,
+    *,
+    on_repair: Callable[[str], None] | None = None,
+) -> list[Issue]:
     """Load a JSONL issue file; keep only ``split`` ("dev" or "test") when given.
 
     Raises :class:`DatasetError` listing up to :data:`MAX_PROBLEMS` problems, each naming ``file:line``
-    and the field.
+    and the field. Lone surrogates are not a problem here: every one is replaced with U+FFFD and each
+    repaired line is reported through ``on_repair`` (default: a warning on the ``orchestrator`` logger).
     """
     if split is not None and split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)} or None (got {split!r})")
-    issues, problems, total = read_issues_lenient(path)
+    if on_repair is None:
+        on_repair = logging.getLogger("orchestrator").warning
+    issues, problems, total = read_issues_lenient(path, on_repair=on_repair)
     if total:
         raise DatasetError(problems, total=total)
     if split is not None:
@@ -478,33 +537,67 @@ def _check_target(source: str, target: str) -> None:
     )
 
 
-def _csv_field_limit() -> None:
-    limit = sys.maxsize
-    while True:
-        try:
-            csv.field_size_limit(limit)
-            return
-        except OverflowError:
-            limit //= 10
+class _StopReading(Exception):
+    """The CSV reader cannot go on; the message names ``file:line``."""
+
+
+def _csv_lines(fh: BinaryIO, label: str) -> Iterator[str]:
+    """The lines of a CSV file for :mod:`csv`, each decoded alone so a bad byte names its line.
+
+    Lines also end at a lone ``\\r`` (as with ``newline=""``). The WTF-8 form of a lone surrogate is
+    let through (``surrogatepass``) to be repaired like a JSON escape; any other bad byte stops reading.
+    """
+    count = 0
+    for lineno, raw in jsonl.read_lines(fh):
+        if raw is None:
+            raise _StopReading(f"{label}:{count + 1}: {jsonl.too_long()}; reading stopped here")
+        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        for piece in raw.splitlines(keepends=True):  # bytes split on \r and \n only, unlike str
+            count += 1
+            try:
+                yield piece.decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError as exc:
+                raise _StopReading(
+                    f"{label}:{count}: not valid UTF-8 at byte {exc.start} of the line "
+                    f"(byte 0x{piece[exc.start]:02x}; is the file Latin-1 or cp1252? save it as UTF-8); "
+                    "reading stopped here"
+                ) from None
 
 
 def _read_csv(path: Path, label: str, problems: _Problems) -> tuple[list[str], Iterator[tuple[str, dict]]]:
-    _csv_field_limit()
-    fh = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by the generator
+    fh = _open_binary(path, label)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.reader(fh, delimiter=delimiter)
+    # a field over the line cap (say an unclosed quote swallowing the file) is a csv.Error, not all of
+    # memory; the limit is global as csv has no per-reader one
+    csv.field_size_limit(jsonl.MAX_LINE_BYTES)
+    reader = csv.reader(_csv_lines(fh, label), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
         fh.close()
         return [], iter(())
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except csv.Error as exc:
         fh.close()
         raise DatasetError([f"{label}:1: cannot read the CSV header: {exc}"]) from None
+    except _StopReading as exc:
+        fh.close()
+        raise DatasetError([str(exc)]) from None
     header = [h.strip() for h in header]
+    first_at: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if name and name in first_at:
+            fh.close()
+            raise DatasetError(
+                [
+                    f"{label}:1: column {name!r} appears twice in the header "
+                    f"(columns {first_at[name]} and {position})"
+                ]
+            )
+        first_at.setdefault(name, position)
 
     def rows() -> Iterator[tuple[str, dict]]:
-        with fh:
+        try:
             end = reader.line_num
             while True:
                 start = end + 1
@@ -512,8 +605,11 @@ def _read_csv(path: Path, label: str, problems: _Problems) -> tuple[list[str], I
                     row = next(reader)
                 except StopIteration:
                     return
-                except (csv.Error, UnicodeDecodeError) as exc:
+                except csv.Error as exc:
                     problems.add(f"{label}:{start}: cannot parse the CSV record: {exc}")
+                    return
+                except _StopReading as exc:
+                    problems.add(str(exc))
                     return
                 end = reader.line_num
                 if not row:
@@ -524,6 +620,8 @@ def _read_csv(path: Path, label: str, problems: _Problems) -> tuple[list[str], I
                     )
                     continue
                 yield f"{label}:{start}", dict(zip(header, row, strict=True))
+        finally:
+            fh.close()
 
     return header, rows()
 
@@ -531,7 +629,7 @@ def _read_csv(path: Path, label: str, problems: _Problems) -> tuple[list[str], I
 def _read_jsonl_rows(path: Path, label: str, problems: _Problems) -> tuple[list[str], list[tuple[str, dict]]]:
     rows: list[tuple[str, dict]] = []
     columns: dict[str, None] = {}
-    for lineno, obj in _iter_jsonl(path, label, problems):
+    for lineno, _, obj in _iter_jsonl(path, label, problems):
         if not isinstance(obj, dict):
             problems.add(f"{label}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             continue
@@ -541,8 +639,24 @@ def _read_jsonl_rows(path: Path, label: str, problems: _Problems) -> tuple[list[
     return list(columns), rows
 
 
-def _read_parquet(path: Path, label: str) -> tuple[list[str], list[tuple[str, dict]]]:
+def _decode_parquet_text(values: list[bytes | None], name: str, label: str, problems: _Problems) -> list:
+    """A text column holding bytes that are not UTF-8: surrogates kept for repair, the rest problems."""
+    out: list[str | None] = []
+    for index, value in enumerate(values):
+        if value is None:
+            out.append(None)
+            continue
+        try:
+            out.append(value.decode("utf-8", "surrogatepass"))
+        except UnicodeDecodeError as exc:
+            problems.add(f"{label}: row index {index}: column {name!r}: not valid UTF-8 at byte {exc.start}")
+            out.append(None)
+    return out
+
+
+def _read_parquet(path: Path, label: str, problems: _Problems) -> tuple[list[str], list[tuple[str, dict]]]:
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError as exc:  # pragma: no cover - pyarrow is a dependency
         raise DatasetError([f"{label}: reading Parquet needs pyarrow ({exc})"]) from None
@@ -553,7 +667,22 @@ def _read_parquet(path: Path, label: str) -> tuple[list[str], list[tuple[str, di
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise DatasetError([f"{label}: cannot read Parquet: {exc}"]) from None
     columns = list(table.column_names)
-    return columns, [(f"{label}: row index {i}", row) for i, row in enumerate(table.to_pylist())]
+    try:
+        records = table.to_pylist()
+    except UnicodeDecodeError:  # pyarrow does not check UTF-8 on read; find the column, value by value
+        data: dict[str, list] = {}
+        for name, column in zip(columns, table.columns, strict=True):
+            try:
+                data[name] = column.to_pylist()
+            except UnicodeDecodeError:
+                if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+                    raise DatasetError(
+                        [f"{label}: column {name!r} holds text that is not valid UTF-8"]
+                    ) from None
+                binary = pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()
+                data[name] = _decode_parquet_text(column.cast(binary).to_pylist(), name, label, problems)
+        records = [dict(zip(columns, values, strict=True)) for values in zip(*data.values(), strict=True)]
+    return columns, [(f"{label}: row index {i}", row) for i, row in enumerate(records)]
 
 
 def _detect_format(path: Path, fmt: str | None) -> str:
@@ -613,8 +742,8 @@ def _as_list(value: Any, target: str) -> list[str]:
         return []
     if text.startswith("["):
         try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError:
+            parsed = jsonl.parse_line(text)
+        except ValueError:  # not JSON (or hostile JSON): plain text
             parsed = None
         if isinstance(parsed, list):
             return [str(v) for v in parsed if v is not None]
@@ -649,6 +778,32 @@ def _as_number(value: Any) -> int | None:
         raise ValueError(f"must be an integer (got {str(value)!r})") from None
 
 
+def _resolve_mapping(mapping: dict[str, str] | None, columns: list[str], label: str) -> dict[str, str]:
+    """The mapping to use (``None``: columns named like a target), checked against ``columns``."""
+    if mapping is None:
+        mapping = {c: c for c in columns if c in _IMPORT_TARGETS}
+    for source, target in mapping.items():
+        _check_target(source, target)
+    targets = Counter(mapping.values())
+    twice = [t for t, n in targets.items() if n > 1 and not t.startswith("extra.")]
+    if twice:
+        raise DatasetError([f"--map: target {twice[0]!r} is given by more than one column"])
+    if "title" not in targets:
+        raise DatasetError([f"--map: no column maps to 'title' (columns in {label}: {', '.join(columns)})"])
+    missing_cols = [s for s in mapping if s not in columns]
+    if missing_cols:
+        messages = []
+        for source in missing_cols:
+            hint = difflib.get_close_matches(source, columns, n=1)
+            messages.append(
+                f"{label}: column {source!r} (from --map {source}={mapping[source]}) not found in {label}; "
+                f"columns are: {', '.join(columns) or '(none)'}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            )
+        raise DatasetError(messages)
+    return mapping
+
+
 def _format_map(label_map: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in label_map.items()) if label_map else "(none)"
 
@@ -681,9 +836,11 @@ def import_issues(
     name (``*_test*`` → test, ``*_train*``/``*dev*`` → dev); else :func:`assign_splits` (stable 50/50,
     stratified by gold type).
 
-    CSV is read with the stdlib csv module (quoted newlines, unlimited field size, UTF-8 with or
-    without BOM, empty strings kept as ""); Parquet with pyarrow. Raises :class:`DatasetError` with
-    up to :data:`MAX_PROBLEMS` problems.
+    CSV is read with the stdlib csv module (quoted newlines, UTF-8 with or without BOM, empty strings
+    kept as "", lines and fields up to :data:`jsonl.MAX_LINE_BYTES`); a column named twice in the
+    header is an error. JSONL lines are read as by :func:`load_issues`; Parquet with pyarrow. Lone
+    surrogates (JSON escapes, or their WTF-8 bytes in CSV and Parquet) become U+FFFD, noted per row.
+    Raises :class:`DatasetError` with up to :data:`MAX_PROBLEMS` problems.
     """
     path = Path(path)
     label = str(path)
@@ -706,35 +863,29 @@ def import_issues(
     elif kind == "jsonl":
         columns, rows = _read_jsonl_rows(path, label, problems)
     else:
-        columns, rows = _read_parquet(path, label)
+        columns, rows = _read_parquet(path, label, problems)
+    columns = list(dict.fromkeys(repair_text(c)[0] for c in columns))
 
-    if mapping is None:
-        mapping = {c: c for c in columns if c in _IMPORT_TARGETS}
-    for source, target in mapping.items():
-        _check_target(source, target)
-    targets = Counter(mapping.values())
-    twice = [t for t, n in targets.items() if n > 1 and not t.startswith("extra.")]
-    if twice:
-        raise DatasetError([f"--map: target {twice[0]!r} is given by more than one column"])
-    if "title" not in targets:
-        raise DatasetError([f"--map: no column maps to 'title' (columns in {label}: {', '.join(columns)})"])
-    missing_cols = [s for s in mapping if s not in columns]
-    if missing_cols:
-        messages = []
-        for source in missing_cols:
-            hint = difflib.get_close_matches(source, columns, n=1)
-            messages.append(
-                f"{label}: column {source!r} (from --map {source}={mapping[source]}) not found in {label}; "
-                f"columns are: {', '.join(columns) or '(none)'}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            )
-        raise DatasetError(messages)
+    try:
+        mapping = _resolve_mapping(mapping, columns, label)
+    except DatasetError as exc:
+        if problems:  # lines that could not be read may hold the columns the mapping names
+            for message in exc.problems:
+                problems.add(message)
+            problems.raise_if_any()
+        raise
 
     stem_repo = path.stem
     issues: list[Issue] = []
     seen: dict[str, tuple[str, dict[str, Any]]] = {}
     dropped = 0
+    repaired: list[str] = []
     for where, row in rows:
+        fixed, count = repair_value(row)
+        if count:
+            hits = _describe_surrogates(list(jsonl.surrogate_fields(row)), "column")
+            repaired.append(f"{where}: replaced lone surrogates with U+FFFD: {hits}")
+            row = fixed
         record, problem = _map_row(row, mapping, label_map, where)
         if problem:
             for message in problem:
@@ -771,6 +922,11 @@ def import_issues(
         issues.append(issue)
 
     problems.raise_if_any()
+    if repaired and on_note:
+        for note in repaired[:MAX_PROBLEMS]:
+            on_note(note)
+        if len(repaired) > MAX_PROBLEMS:
+            on_note(f"... and {len(repaired) - MAX_PROBLEMS} more rows with lone surrogates replaced")
     if dropped and on_note:
         on_note(f"dropped {dropped} rows identical to an earlier row")
     if split_from_file:

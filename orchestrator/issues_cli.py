@@ -1,7 +1,15 @@
 """``orchestrator issues check | import | fetch``: the issue-set subcommands.
 
-Exit codes: 0 done; 1 invalid input (the problems are printed); 3 ``fetch`` stopped early by a long
-rate limit (what was fetched is kept; run the same command again to resume).
+Exit codes:
+
+- 0 done;
+- 1 ``check`` found problems in a file (or warnings, with ``--strict``; the problems are printed), or
+  ``fetch`` failed;
+- 2 invalid input: ``check`` cannot read a file at all (missing, a directory), or ``import`` was given
+  a source it cannot import (missing file, a column named twice, a bad row, a bad ``--map``); the
+  message names the file and line, the column or the flag;
+- 3 ``fetch`` stopped early by a long rate limit (what was fetched is kept; run the same command again
+  to resume).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from .errors import OrchestratorError, redact
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
+EXIT_INPUT = 2
 EXIT_STOPPED = 3
 
 
@@ -69,9 +78,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             issues, problems, total = read_issues_lenient(path, limit=MAX_PROBLEMS)
-        except DatasetError as exc:
+        except DatasetError as exc:  # the file cannot be read at all
             print(str(exc), file=sys.stderr)
-            status = EXIT_PROBLEMS
+            status = EXIT_INPUT
             continue
         stats = dataset_stats(issues)
         print(f"{path}: {stats['total']} issues, {len(stats['by_repo'])} repos")
@@ -79,7 +88,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(format_stats(stats))
         print()
         if total:
-            status = EXIT_PROBLEMS
+            status = max(status, EXIT_PROBLEMS)
             print(f"problems ({total}{'' if total <= len(problems) else f', first {len(problems)} shown'}):")
             for p in problems:
                 print(f"  {p}")
@@ -93,7 +102,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             for w in shown:
                 print(f"  {w}")
             if args.strict:
-                status = EXIT_PROBLEMS
+                status = max(status, EXIT_PROBLEMS)
         if len(args.files) > 1:
             print()
     return status
@@ -120,7 +129,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         count = write_issues(args.output, issues)
     except DatasetError as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_PROBLEMS
+        return EXIT_INPUT
+    except OSError as exc:
+        print(f"-o {args.output}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INPUT
     stats = dataset_stats(issues)
     print(f"wrote {count} issues to {args.output}")
     print(f"by type: {_type_counts(issues)}")
@@ -182,7 +194,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = sub.add_parser(
         "check",
         help="validate issue files and print counts by type, split and repo",
-        description="Validate JSONL issue files: print counts and the first problems (exit 1 if any).",
+        description=(
+            "Validate JSONL issue files: print counts and the first problems "
+            "(exit 1 if any; exit 2 if a file cannot be read)."
+        ),
     )
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.add_argument("--strict", action="store_true", help="warnings (e.g. missing gold labels) fail too")

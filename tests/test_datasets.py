@@ -381,7 +381,7 @@ def test_bad_mapping_targets(tmp_path):
     with pytest.raises(DatasetError, match="no column maps to 'title'"):
         import_issues(src, {"x": "body"}, {})
     code = run_cli(["issues", "import", str(src), "--map", "title", "-o", str(tmp_path / "o.jsonl")])
-    assert code == 1
+    assert code == 2  # invalid input
 
 
 # ------------------------------------------------------------------------------------- extra, write, stats
@@ -438,11 +438,15 @@ def test_write_append_and_split_filter(tmp_path):
     assert [i.id for i in load_issues(out, split="test")] == ["o/r#2"]
     with pytest.raises(ValueError):
         load_issues(out, split="train")
-    # lone surrogates cannot be UTF-8 encoded: that line falls back to \\u escapes, still lossless
+    # lone surrogates cannot be UTF-8 encoded: that line falls back to \\u escapes; loading repairs them
     odd = Issue(repo="o/r", number=3, title="half \ud83d emoji")
     assert "\\ud83d" in issue_to_json(odd)
     write_issues(out, [odd], append=True)
-    assert load_issues(out)[-1].title == odd.title
+    repairs: list[str] = []
+    assert load_issues(out, on_repair=repairs.append)[-1].title == "half \ufffd emoji"
+    assert repairs == [
+        f"{out}:3: replaced lone surrogates with U+FFFD: field 'title' (U+D83D at character 5)"
+    ]
 
 
 def test_validate_and_stats():
@@ -514,7 +518,7 @@ def test_check_output_and_exit_codes(tmp_path, capsys):
     assert f"{bad}:22:" not in out
     assert re.search(r"^bug\s+1\s+100%", out, re.M)  # the valid lines are still counted
 
-    assert run_cli(["issues", "check", str(tmp_path / "missing.jsonl")]) == 1
+    assert run_cli(["issues", "check", str(tmp_path / "missing.jsonl")]) == 2  # cannot read it at all
     assert "file not found" in capsys.readouterr().err
 
 
