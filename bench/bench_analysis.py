@@ -2,31 +2,37 @@
 
 Reproduce from the project root with::
 
-    python bench/bench_analysis.py            # or: python bench/bench_analysis.py --issues 25000 --repeats 1
+    python bench/bench_analysis.py --rounds 3     # smaller, no verdict: --issues 2500
 
 Scores are shaped like the real scorers': classify 0/1, fix shares of 1-3 gold files, explain shares of
 3-4 key points, summarize continuous chrF-like values (the slow case for the bootstrap). One model has an
 unknown price (NaN cost), one is free; 2 % of cells failed, 10 % came from the cache.
-Target: summary_table plus one mode's paired_comparison in < 10 s together. Not a test: nothing is asserted.
+Each round times every step once, in order (A B C D, A B C D, ...); the figures are medians over rounds.
+Target: summary_table plus the slower of the two paired_comparison calls in < 10 s together, summed
+within each round. Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from _report import Report, Target  # noqa: E402
 
 from orchestrator.analysis import paired_comparison, summary_table, tied_with_best  # noqa: E402
 
 MODES = ("classify", "fix", "summarize", "explain")
-TARGET_S = 10.0
+TARGET_S = Target("<", 10.0, "s")  # summary_table + the slowest paired_comparison, 1,000,000 rows
 
 
 def _scores(mode: str, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -89,10 +95,10 @@ def synthetic_results(
     return pd.concat(frames, ignore_index=True)
 
 
-def _time(fn, *args, **kwargs) -> tuple[float, object]:
+def _time(fn: Callable[..., object], *args: object, **kwargs: object) -> float:
     start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return time.perf_counter() - start, result
+    fn(*args, **kwargs)
+    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,43 +107,47 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--issues", type=int, default=25_000)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--n-boot", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians shown")
     args = parser.parse_args(argv)
 
-    t_build, df = _time(synthetic_results, args.models, args.issues, args.repeats)
-    print(f"built {len(df):,} rows in {t_build:.1f} s (setup, not timed below)")
-    steps = [
-        ("summary_table (all 4 modes, 40 groups)", summary_table, (df,), {"n_boot": args.n_boot}),
-        (
-            "paired_comparison classify (45 pairs, 0/1)",
-            paired_comparison,
-            (df, "classify"),
-            {"n_boot": args.n_boot},
-        ),
-        (
-            "paired_comparison summarize (45 pairs, cont.)",
-            paired_comparison,
-            (df, "summarize"),
-            {"n_boot": args.n_boot},
-        ),
-        ("tied_with_best summarize", tied_with_best, (df, "summarize"), {"n_boot": args.n_boot}),
+    cmd = f"python bench/bench_analysis.py --rounds {args.rounds}"
+    if (args.models, args.issues, args.repeats, args.n_boot) != (10, 25_000, 1, 2000):
+        cmd += (
+            f" --models {args.models} --issues {args.issues} --repeats {args.repeats} --n-boot {args.n_boot}"
+        )
+    report = Report(cmd)
+    start = time.perf_counter()
+    df = synthetic_results(args.models, args.issues, args.repeats)
+    t_build = time.perf_counter() - start
+    n_models = df["model"].nunique()
+    pairs = n_models * (n_models - 1) // 2
+    steps: list[tuple[str, Callable[..., object], tuple[object, ...]]] = [
+        (f"summary_table (all 4 modes, {n_models * len(MODES)} groups)", summary_table, (df,)),
+        (f"paired_comparison classify ({pairs} pairs, 0/1)", paired_comparison, (df, "classify")),
+        (f"paired_comparison summarize ({pairs} pairs, cont.)", paired_comparison, (df, "summarize")),
+        ("tied_with_best summarize", tied_with_best, (df, "summarize")),
     ]
-    timings = []
-    for name, fn, fargs, kwargs in steps:
-        seconds, _ = _time(fn, *fargs, **kwargs)
-        timings.append((name, seconds))
-    core = timings[0][1] + max(timings[1][1], timings[2][1])
-    print()
-    print(f"{'step':<48} {'rows':>10} {'seconds':>8}")
-    for name, seconds in timings:
-        print(f"{name:<48} {len(df):>10,} {seconds:>8.2f}")
-    print(
-        f"{'summary_table + slowest paired_comparison':<48} {len(df):>10,} {core:>8.2f}   target < {TARGET_S:.0f} s"
+    timings: dict[str, list[float]] = {name: [] for name, _, _ in steps}
+    for _ in range(args.rounds):  # every step once per round, in order: A B C D, A B C D, ...
+        for name, fn, fargs in steps:
+            timings[name].append(_time(fn, *fargs, n_boot=args.n_boot))
+    names = list(timings)
+    core = [
+        s + max(c, z) for s, c, z in zip(timings[names[0]], timings[names[1]], timings[names[2]], strict=True)
+    ]
+
+    report.section(
+        f"{len(df):,} rows, n_boot={args.n_boot}; the frame built in {t_build:.1f} s (not timed below)"
     )
-    print(
-        f"\nn_boot={args.n_boot}; python {platform.python_version()}, pandas {pd.__version__}, numpy {np.__version__},"
-    )
-    print(f"{platform.machine()} with {__import__('os').cpu_count()} CPUs")
-    print("reproduce: python bench/bench_analysis.py")
+    for name in names:
+        report.add(name, timings[name], unit="s")
+    at_target_size = len(df) == 1_000_000 and args.n_boot == 2000  # what the target is set for
+    target = TARGET_S if at_target_size else None
+    report.add("summary_table + slowest paired_comparison, per round", core, unit="s", target=target)
+    if target is None:
+        report.note("the target (< 10 s) is for 1,000,000 rows and n_boot=2000: no verdict for this size")
+    report.note(f"pandas {pd.__version__}, numpy {np.__version__}")
+    report.print()
 
 
 if __name__ == "__main__":

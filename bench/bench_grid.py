@@ -1,14 +1,19 @@
 """Grid benchmarks: efficiency against the latency limit, a fully cached re-run, and memory per cell count.
 
-    python bench/bench_grid.py                      # everything below, one run, prints a table
-    python bench/bench_grid.py --only efficiency    # or: cached, memory
+    python bench/bench_grid.py --rounds 3                   # everything below
+    python bench/bench_grid.py --only efficiency            # or: cached, memory
+    python bench/bench_grid.py --only efficiency --cells 20000 --concurrency 256 --latency-ms 100
 
-1. Grid efficiency: 2,000 cells at concurrency 64 against a loopback server answering after 100 ms,
-   through ``run_grid`` (cache off, every cell written to SQLite). The limit is N x L / C; the figure is
-   wall / limit (target <= 1.1).
+1. Grid efficiency: N cells (default 2,000) at concurrency C (64) against a loopback server answering
+   after L ms (100), through ``run_grid`` (cache off, every cell written to SQLite). The limit is
+   N x L / C; the figure is wall / limit (target <= 1.1). Each round runs, in this order, the same N
+   POSTs at the same concurrency on raw aiohttp (the neutral floor), on raw httpx + httpx-aiohttp
+   (orchestrator's transport), then ``run_grid``; the floors get a pool of C connections. Peak RSS is
+   this process's after all the rounds (imports, the rounds and the floors included).
 2. A fully cached re-run of 10,000 cells: the grid is run once against a server with no latency (filling
-   the cache), then again under a new run id so every cell is a cache hit (target < 2 s).
-3. Peak RSS of a run of 1,000 and of 10,000 cells, each in a fresh process (target: flat).
+   the cache), then R more times, each under a new run id so that every cell is a cache hit (target < 2 s).
+3. Peak RSS of a run of 1,000 and of 10,000 cells, each in a fresh process, the two sizes alternating
+   over the rounds (target "flat": the larger's peak <= 1.2 x the smaller's, round by round).
 
 The server is a separate process (bench/fake_openai_server.py) so its work is not counted here.
 """
@@ -19,19 +24,24 @@ import argparse
 import asyncio
 import json
 import os
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_overhead import start_server_process  # noqa: E402
+from _report import Report, Target, current_rss_mb, peak_rss_mb, ratios  # noqa: E402
+from fake_openai_server import start_server_process, stop_server_process  # noqa: E402
+
+TARGET_EFFICIENCY = Target("<=", 1.1)  # wall / (N x L / C)
+TARGET_CACHED_S = Target("<", 2.0, "s")  # a fully cached re-run of 10,000 cells
+TARGET_FLAT = Target("<=", 1.2)  # peak RSS of the larger run / the smaller's: what "flat" means here
 
 
 def config_text(url: str) -> str:
@@ -49,7 +59,7 @@ price = {{ input = 0.15, output = 0.60, as_of = 2026-11-27 }}
 """
 
 
-def issues(n: int):
+def issues(n: int) -> list[Any]:
     from orchestrator.types import Gold, Issue
 
     return [
@@ -65,7 +75,7 @@ def issues(n: int):
     ]
 
 
-def client_for(url: str, home: Path):
+def client_for(url: str, home: Path) -> Any:
     import tomllib
 
     from orchestrator.client import LLMClient
@@ -77,7 +87,10 @@ def client_for(url: str, home: Path):
     return LLMClient(config_from_dict(tomllib.loads(cfg_path.read_text()), cfg_path))
 
 
-def run(client, items, run_id: str, concurrency: int, cache: bool, mode: str = "classify"):
+def run(
+    client: Any, items: list[Any], run_id: str, concurrency: int, cache: bool, mode: str = "classify"
+) -> tuple[float, Any]:
+    """One ``run_grid`` over ``items``; returns (wall seconds, summary)."""
     from orchestrator.runner import run_grid
 
     started = time.perf_counter()
@@ -96,73 +109,93 @@ def run(client, items, run_id: str, concurrency: int, cache: bool, mode: str = "
     return time.perf_counter() - started, summary
 
 
+async def _drive(call: Callable[[int], Awaitable[None]], n: int, concurrency: int) -> float:
+    """``n`` calls by ``concurrency`` workers after one call per worker to warm up; the timed wall."""
+
+    async def drain(it: Iterator[int]) -> None:
+        for i in it:
+            await call(i)
+
+    warm = iter(range(concurrency))
+    await asyncio.gather(*(drain(warm) for _ in range(concurrency)))
+    started = time.perf_counter()
+    todo = iter(range(n))
+    await asyncio.gather(*(drain(todo) for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+def _body(i: int) -> dict[str, Any]:
+    return {"model": "fake", "max_tokens": 16, "messages": [{"role": "user", "content": f"issue {i}"}]}
+
+
+async def raw_aiohttp_grid(url: str, n: int, concurrency: int) -> float:
+    """The neutral floor: bare aiohttp POSTs with the same concurrency, nothing else."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def call(i: int) -> None:
+            async with session.post(url + "/chat/completions", json=_body(i)) as r:
+                await r.json()
+
+        return await _drive(call, n, concurrency)
+
+
 async def raw_httpx_grid(url: str, n: int, concurrency: int) -> float:
-    """The floor: bare httpx (httpx-aiohttp transport) POSTs with the same concurrency, nothing else."""
+    """The floor on orchestrator's transport: bare httpx (httpx-aiohttp) POSTs, same concurrency."""
     import httpx
     from httpx_aiohttp import AiohttpTransport
 
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(transport=AiohttpTransport(limits=limits)) as http:
 
         async def call(i: int) -> None:
-            r = await http.post(
-                url + "/chat/completions",
-                json={
-                    "model": "fake",
-                    "max_tokens": 16,
-                    "messages": [{"role": "user", "content": f"issue {i}"}],
-                },
-            )
+            r = await http.post(url + "/chat/completions", json=_body(i))
             r.json()
 
-        async def drain(it) -> None:
-            for i in it:
-                await call(i)
-
-        warm = iter(range(concurrency))
-        await asyncio.gather(*(drain(warm) for _ in range(concurrency)))
-        started = time.perf_counter()
-        todo = iter(range(n))
-        await asyncio.gather(*(drain(todo) for _ in range(concurrency)))
-        return time.perf_counter() - started
+        return await _drive(call, n, concurrency)
 
 
-def bench_efficiency(
-    n: int = 2000, concurrency: int = 64, latency_ms: float = 100.0, rounds: int = 3
-) -> dict:
-    """Median over rounds of run_grid's wall / limit, beside raw httpx's in the same rounds."""
+def bench_efficiency(n: int, concurrency: int, latency_ms: float, rounds: int) -> dict[str, Any]:
+    """Per round: raw aiohttp, raw httpx + httpx-aiohttp, then run_grid, each over the same N cells."""
     url, server = start_server_process(latency_ms)
-    ours, raw = [], []
+    out: dict[str, Any] = {"grid": [], "aiohttp": [], "httpx": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             client = client_for(url, Path(tmp))
             run(client, issues(concurrency), "warmup", concurrency, cache=False)  # connections, imports
+            out["rss_before_mb"] = current_rss_mb()
             for r in range(rounds):
-                raw.append(asyncio.run(raw_httpx_grid(url, n, concurrency)))
+                out["aiohttp"].append(asyncio.run(raw_aiohttp_grid(url, n, concurrency)))
+                out["httpx"].append(asyncio.run(raw_httpx_grid(url, n, concurrency)))
                 wall, summary = run(client, issues(n), f"eff{r}", concurrency, cache=False)
                 assert summary.cells_run == n and summary.errors == 0, summary
-                ours.append(wall)
+                out["grid"].append(wall)
             client.close()
     finally:
-        server.terminate()
-    limit = n * latency_ms / 1000 / concurrency
-    wall, floor = statistics.median(ours), statistics.median(raw)
-    return {"wall_s": wall, "limit_s": limit, "ratio": wall / limit, "raw_ratio": floor / limit}
+        stop_server_process(server)
+    out["peak_rss_mb"] = peak_rss_mb()
+    out["limit_s"] = n * latency_ms / 1000 / concurrency
+    return out
 
 
-def bench_cached(n: int = 10_000, mode: str = "classify") -> dict:
+def bench_cached(n: int, rounds: int, mode: str = "classify") -> dict[str, Any]:
+    """One filling run (one run), then ``rounds`` fully cached re-runs under new run ids."""
     url, server = start_server_process(0.0)
+    walls = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             client = client_for(url, Path(tmp))
             items = issues(n)
             first, _ = run(client, items, "fill", 32, cache=True, mode=mode)
-            wall, summary = run(client, items, "cached", 32, cache=True, mode=mode)
+            for r in range(rounds):
+                wall, summary = run(client, items, f"cached{r}", 32, cache=True, mode=mode)
+                assert summary.cells_run == n and summary.errors == 0, summary
+                walls.append(wall)
             client.close()
     finally:
-        server.terminate()
-    assert summary.cells_run == n and summary.errors == 0
-    return {"fill_s": first, "cached_s": wall, "per_cell_us": wall / n * 1e6}
+        stop_server_process(server)
+    return {"fill_s": first, "cached_s": walls}
 
 
 def _memory_child(n: int, url: str) -> None:
@@ -170,29 +203,39 @@ def _memory_child(n: int, url: str) -> None:
         client = client_for(url, Path(tmp))
         run(client, issues(n), "mem", 32, cache=True)
         client.close()
-    print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"maxrss_mb": peak_rss_mb()}))
 
 
-def bench_memory(sizes=(1_000, 10_000)) -> dict:
+def bench_memory(sizes: tuple[int, int], rounds: int) -> dict[int, list[float]]:
+    """Peak RSS of a run of each size, each in a fresh process, the sizes alternating over the rounds."""
     url, server = start_server_process(0.0)
-    out = {}
+    out: dict[int, list[float]] = {n: [] for n in sizes}
     try:
-        for n in sizes:
-            proc = subprocess.run(
-                [sys.executable, __file__, "--memory-child", str(n), "--url", url],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            out[n] = json.loads(proc.stdout.strip().splitlines()[-1])["maxrss_mb"]
+        for _ in range(rounds):
+            for n in sizes:
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--memory-child", str(n), "--url", url],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                out[n].append(json.loads(proc.stdout.strip().splitlines()[-1])["maxrss_mb"])
     finally:
-        server.terminate()
+        stop_server_process(server)
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["efficiency", "cached", "memory"])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each benchmark; medians shown")
+    parser.add_argument("--cells", type=int, default=2000, help="efficiency: cells N")
+    parser.add_argument("--concurrency", type=int, default=64, help="efficiency: cells in flight C")
+    parser.add_argument("--latency-ms", type=float, default=100.0, help="efficiency: server latency L")
+    parser.add_argument("--cached-cells", type=int, default=10_000, help="cached re-run: cells")
+    parser.add_argument(
+        "--memory-cells", default="1000,10000", help="memory: the two run sizes, smaller first"
+    )
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,42 +243,54 @@ def main() -> None:
     if args.memory_child:
         _memory_child(args.memory_child, args.url)
         return
-    rows = []
-    cmd = "python bench/bench_grid.py"
+    cmd = f"python bench/bench_grid.py --rounds {args.rounds}"
+    if args.only:
+        cmd += f" --only {args.only}"
     if args.only in (None, "efficiency"):
-        e = bench_efficiency()
-        rows.append(
-            (
-                "grid efficiency: 2,000 cells, 64 in flight, 100 ms (median of 3)",
-                f"{e['ratio']:.2f}x ({e['wall_s']:.2f} s / {e['limit_s']:.3f} s); raw httpx {e['raw_ratio']:.2f}x",
-                "<= 1.1x",
-                f"{cmd} --only efficiency",
-            )
-        )
+        cmd += f" --cells {args.cells} --concurrency {args.concurrency} --latency-ms {args.latency_ms:g}"
     if args.only in (None, "cached"):
-        c = bench_cached()
-        rows.append(
-            (
-                "fully cached re-run of 10,000 cells (classify)",
-                f"{c['cached_s']:.2f} s ({c['per_cell_us']:.0f} us/cell; first run {c['fill_s']:.1f} s)",
-                "< 2 s",
-                f"{cmd} --only cached",
-            )
-        )
+        cmd += f" --cached-cells {args.cached_cells}"
     if args.only in (None, "memory"):
-        m = bench_memory()
-        rows.append(
-            (
-                "peak RSS, run of 1,000 vs 10,000 cells",
-                f"{m[1000]:.0f} MB vs {m[10000]:.0f} MB ({m[10000] / m[1000]:.2f}x)",
-                "flat",
-                f"{cmd} --only memory",
-            )
+        cmd += f" --memory-cells {args.memory_cells}"
+    report = Report(cmd)
+    if args.only in (None, "efficiency"):
+        n, c, lat = args.cells, args.concurrency, args.latency_ms
+        e = bench_efficiency(n, c, lat, args.rounds)
+        limit = e["limit_s"]
+        report.section(f"grid efficiency: {n:,} cells, {c} in flight, {lat:g} ms latency")
+        report.add("limit N x L / C", limit, unit="s", basis="computed")
+        report.add("run_grid wall", e["grid"], unit="s")
+        report.add("raw aiohttp wall (neutral floor)", e["aiohttp"], unit="s")
+        report.add("raw httpx + httpx-aiohttp wall (orchestrator's transport)", e["httpx"], unit="s")
+        report.add("run_grid wall / limit", [w / limit for w in e["grid"]], target=TARGET_EFFICIENCY)
+        report.add("raw aiohttp wall / limit, same rounds", [w / limit for w in e["aiohttp"]])
+        report.add("raw httpx + httpx-aiohttp wall / limit, same rounds", [w / limit for w in e["httpx"]])
+        report.add("run_grid wall / raw aiohttp wall, round by round", ratios(e["grid"], e["aiohttp"]))
+        report.add("run_grid wall / raw httpx + httpx-aiohttp wall", ratios(e["grid"], e["httpx"]))
+        before = e["rss_before_mb"]
+        report.add("RSS after the warm-up", before, unit="MB", digits=1, basis="once, before the rounds")
+        peak = e["peak_rss_mb"]
+        report.add("peak RSS of this process", peak, unit="MB", digits=1, basis="peak over all rounds")
+    if args.only in (None, "cached"):
+        n = args.cached_cells
+        c = bench_cached(n, args.rounds)
+        report.section(f"fully cached re-run of {n:,} cells (classify), after one filling run")
+        report.add("filling run, no latency", c["fill_s"], unit="s")
+        target = TARGET_CACHED_S if n == 10_000 else None  # the target is for 10,000 cells
+        report.add("cached re-run wall", c["cached_s"], unit="s", target=target)
+        report.add("cached re-run per cell", [w / n * 1e6 for w in c["cached_s"]], unit="us", digits=1)
+        if target is None:
+            report.note(f"the cached re-run's target (< 2 s) is for 10,000 cells: no verdict for {n:,}")
+    if args.only in (None, "memory"):
+        small, large = (int(x) for x in args.memory_cells.split(","))
+        m = bench_memory((small, large), args.rounds)
+        report.section(f"peak RSS of a run of {small:,} vs {large:,} cells, each in a fresh process")
+        report.add(f"peak RSS, {small:,} cells", m[small], unit="MB", digits=1)
+        report.add(f"peak RSS, {large:,} cells", m[large], unit="MB", digits=1)
+        report.add(
+            f"peak RSS {large:,} / {small:,}, round by round", ratios(m[large], m[small]), target=TARGET_FLAT
         )
-    width = max(len(r[0]) for r in rows)
-    print(f"{'figure':<{width}}  {'measured':<48}  {'target':<8}  command")
-    for name, value, target, command in rows:
-        print(f"{name:<{width}}  {value:<48}  {target:<8}  {command}")
+    report.print()
 
 
 if __name__ == "__main__":

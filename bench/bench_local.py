@@ -1,17 +1,17 @@
-"""Local model throughput through LLMClient versus xllamacpp called directly, and `import orchestrator` time.
+"""Local model throughput through LLMClient versus xllamacpp called directly, in one process.
 
-    python bench/bench_local.py                 # everything (about a minute on 2 cores)
-    python bench/bench_local.py --only tokps    # throughput only
-    python bench/bench_local.py --only import   # import time only
+    python bench/bench_local.py --rounds 8 --max-tokens 128            # about a minute on 2 cores
+    python bench/bench_local.py --rounds 8 --threads 1                 # on a shared machine
 
-Throughput: the same GGUF, the same llama.cpp parameters and the same request body (messages,
-max_tokens, temperature 0, seed 0, cache_prompt false) through ``LLMClient.complete_sync`` (response
-cache off) and through ``xllamacpp.Server.handle_chat_completions`` on a server built directly with the
-same ``CommonParams``. The prompt makes the model generate the full ``max_tokens`` so that both arms
-produce the same number of tokens; each round runs both arms (alternating which goes first) after a
-warm-up, in one process. tok/s = generated tokens / wall time of the call. Target: ratio >= 0.95.
+The same GGUF, the same llama.cpp parameters and the same request body (messages, max_tokens,
+temperature 0, seed 0, cache_prompt false) through ``LLMClient.complete_sync`` (response cache off) and
+through ``xllamacpp.Server.handle_chat_completions`` on a server built directly with the same
+``CommonParams``. The prompt makes the model generate the full ``max_tokens`` so that both arms produce
+the same number of tokens; each round runs both arms (alternating which goes first: A B, B A, ...) after a
+warm-up. tok/s = generated tokens / wall time of the call. The figure judged is the median over rounds
+of each round's ratio client / direct (target >= 0.95); the ratio of the two medians is shown beside it.
 
-Import time: ``import orchestrator`` timed inside fresh interpreters (median of 7). Target: < 0.3 s.
+``import orchestrator`` time is measured by bench/bench_import.py.
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import Report, Target  # noqa: E402
+
 PROMPT = "Count from 1 to 1000, one number after another, separated by commas. Do not stop early."
-TARGET_RATIO = 0.95
-TARGET_IMPORT_S = 0.3
-CMD = "python bench/bench_local.py"
+TARGET_RATIO = Target(">=", 0.95)  # tok/s through LLMClient / tok/s through xllamacpp directly
 
 
 def direct_server(path: Path, n_ctx: int, threads: int) -> Any:
@@ -46,7 +47,8 @@ def direct_server(path: Path, n_ctx: int, threads: int) -> Any:
     return xllamacpp.Server(params)
 
 
-def bench_tokps(rounds: int, max_tokens: int) -> dict[str, Any]:
+def bench_tokps(rounds: int, max_tokens: int, threads: int) -> dict[str, Any]:
+    """Both arms once per round; per-round tok/s of each, paired ratios and time outside llama.cpp."""
     from orchestrator import LLMClient
     from orchestrator.config import config_from_dict
     from orchestrator.model_files import fetch
@@ -54,7 +56,6 @@ def bench_tokps(rounds: int, max_tokens: int) -> dict[str, Any]:
     from orchestrator.types import Message
 
     gguf = fetch(quiet=True)
-    threads = os.cpu_count() or 2
     raw = {
         "models": {
             "local/bench": {
@@ -133,84 +134,42 @@ def bench_tokps(rounds: int, max_tokens: int) -> dict[str, Any]:
         )
     client.close()
     return {
-        "client": statistics.median(a_rates),
-        "direct": statistics.median(b_rates),
-        "paired": statistics.median(paired),
-        "client_over_ms": statistics.median(a_over) * 1000,
-        "direct_over_ms": statistics.median(b_over) * 1000,
+        "client": a_rates,
+        "direct": b_rates,
+        "paired": paired,
+        "client_over_ms": [x * 1000 for x in a_over],
+        "direct_over_ms": [x * 1000 for x in b_over],
         "tokens": sorted(token_counts),
         "same_text": same_text,
-        "threads": threads,
-    }
-
-
-def bench_import(runs: int = 7) -> dict[str, float]:
-    code = "import time; t = time.perf_counter(); import orchestrator; print(time.perf_counter() - t)"
-    inner: list[float] = []
-    wall: list[float] = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-        wall.append(time.perf_counter() - t0)
-        inner.append(float(out.strip()))
-    bare: list[float] = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
-        bare.append(time.perf_counter() - t0)
-    return {
-        "import": statistics.median(inner),
-        "wall": statistics.median(wall),
-        "bare": statistics.median(bare),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds; medians shown")
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--only", choices=["tokps", "import"])
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 2, help="llama.cpp threads (default: every CPU)"
+    )
     args = parser.parse_args(argv)
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.2f} at start")
-    rows: list[tuple[str, str, str, str]] = []
-    ok = True
-    if args.only in (None, "tokps"):
-        print(f"throughput: {args.rounds} interleaved rounds of {args.max_tokens} tokens after a warm-up")
-        r = bench_tokps(args.rounds, args.max_tokens)
-        ratio = r["client"] / r["direct"]
-        ok &= ratio >= TARGET_RATIO
-        cmd = f"{CMD} --only tokps --rounds {args.rounds} --max-tokens {args.max_tokens}"
-        rows += [
-            ("local via LLMClient, median tok/s", f"{r['client']:.1f}", "", cmd),
-            ("xllamacpp direct, median tok/s", f"{r['direct']:.1f}", "", cmd),
-            ("ratio client / direct (of medians)", f"{ratio:.3f}", f">= {TARGET_RATIO}", cmd),
-            ("  median of per-round paired ratios", f"{r['paired']:.3f}", "", cmd),
-            ("  time outside llama.cpp, client, ms", f"{r['client_over_ms']:.1f}", "", cmd),
-            ("  time outside llama.cpp, direct, ms", f"{r['direct_over_ms']:.1f}", "", cmd),
-        ]
-        print(
-            f"generated tokens (client, direct) per call: {r['tokens']}; same text in every round: "
-            f"{r['same_text']}; threads {r['threads']}"
-        )
-    if args.only in (None, "import"):
-        t = bench_import()
-        ok &= t["import"] < TARGET_IMPORT_S
-        cmd = f"{CMD} --only import"
-        rows += [
-            ("import orchestrator, s (median of 7)", f"{t['import']:.4f}", f"< {TARGET_IMPORT_S}", cmd),
-            ("  python -c 'import orchestrator' wall, s", f"{t['wall']:.4f}", "", cmd),
-            ("  python -c 'pass' wall, s (interpreter)", f"{t['bare']:.4f}", "", cmd),
-        ]
-    width = max(len(r[0]) for r in rows)
-    print()
-    print(f"{'measure':<{width}}  {'value':>9}  {'target':<8}  command")
-    print("-" * (width + 60))
-    for name, value, target, cmd in rows:
-        print(f"{name:<{width}}  {value:>9}  {target:<8}  {cmd}")
-    print()
-    print("all targets met" if ok else "some targets NOT met")
+    report = Report(
+        f"python bench/bench_local.py --rounds {args.rounds} --max-tokens {args.max_tokens} --threads {args.threads}"
+    )
+    print(f"throughput: {args.rounds} interleaved rounds of {args.max_tokens} tokens after a warm-up")
+    r = bench_tokps(args.rounds, args.max_tokens, args.threads)
+    report.section(f"{args.max_tokens} generated tokens a call, llama.cpp threads: {args.threads}")
+    report.add("local via LLMClient, tok/s", r["client"], unit="tok/s", digits=1)
+    report.add("xllamacpp direct, tok/s", r["direct"], unit="tok/s", digits=1)
+    report.add("client / direct tok/s, round by round", r["paired"], target=TARGET_RATIO)
+    of_medians = statistics.median(r["client"]) / statistics.median(r["direct"])
+    report.add("client / direct, ratio of the two medians", of_medians, basis="the medians above")
+    report.add("time outside llama.cpp a call, client", r["client_over_ms"], unit="ms", digits=1)
+    report.add("time outside llama.cpp a call, direct", r["direct_over_ms"], unit="ms", digits=1)
+    report.note(
+        f"generated tokens (client, direct) per call: {r['tokens']}; same text in every round: {r['same_text']}"
+    )
+    report.print()
     return 0
 
 

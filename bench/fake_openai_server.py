@@ -11,8 +11,8 @@ no more. Every POST gets the same small ``chat.completion`` (with usage); ``GET 
     ...                                         # base_url = url  (it ends in /v1)
     stop()
 
-For CPU measurements of a client, run the server as a separate process (the first form) so that its
-work is not counted in the client's ``time.process_time()``.
+For CPU measurements of a client, run the server as a separate process (the first form, or
+``start_server_process`` below) so that its work is not counted in the client's ``time.process_time()``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ import argparse
 import asyncio
 import json
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 COMPLETION = json.dumps(
     {
@@ -146,6 +148,32 @@ def start_server(
         thread.join(timeout=10)
 
     return f"http://{host}:{box['port']}/v1", stop
+
+
+def start_server_process(latency_ms: float = 0.0) -> tuple[str, subprocess.Popen[str]]:
+    """Run this file as a separate process; returns ``(base_url, process)``: ``stop_server_process`` it."""
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--port", "0", "--latency-ms", str(latency_ms)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http"):
+        proc.kill()
+        proc.wait(10)
+        raise RuntimeError(f"the fake server did not start: {url!r}")
+    return url, proc
+
+
+def stop_server_process(proc: subprocess.Popen[str]) -> None:
+    """Stop a server started by ``start_server_process`` and reap it."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def main(argv: list[str] | None = None) -> None:
