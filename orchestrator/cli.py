@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import OrchestratorError
+from .errors import InputError, OrchestratorError
 
 
 def _config(args: argparse.Namespace):
@@ -155,12 +155,12 @@ def _read_issue_file(path: Path, index: int):
     from .types import Issue
 
     if not path.is_file():
-        raise OrchestratorError(f"issue file not found: {path}")
+        raise InputError(f"issue file not found: {path}")
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
         lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
         if index >= len(lines):
-            raise OrchestratorError(f"{path}: has {len(lines)} issues; --index {index} is out of range")
+            raise InputError(f"{path}: has {len(lines)} issues; --index {index} is out of range")
         lineno, text = lines[index]
         where = f"{path}:{lineno}"
     else:
@@ -170,13 +170,13 @@ def _read_issue_file(path: Path, index: int):
     except json.JSONDecodeError as exc:
         if path.suffix != ".jsonl":
             where = f"{path}:{exc.lineno}"
-        raise OrchestratorError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+        raise InputError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
     try:
         return Issue.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise OrchestratorError(f"{where}: field '{field}': {first['msg']}") from None
+        raise InputError(f"{where}: field '{field}': {first['msg']}") from None
 
 
 # ------------------------------------------------------------------ parser

@@ -9,16 +9,22 @@ For each model of the chain (the asked model, then its fallbacks):
 1. the response cache is read (``cache="use"``): a hit costs nothing and is returned;
 2. a model whose circuit is open (it kept failing) is skipped, unless it is the last one left;
    a fallback whose context window cannot hold the prompt is skipped;
-3. the budget is checked with a pre-flight estimate and the estimate reserved while the call runs;
+3. each attempt reserves its worst case against the budget (see :mod:`orchestrator.ledger`): an
+   attempt that could cross the cap is not sent; the reservation is settled when the attempt ends;
 4. each attempt takes a concurrency permit, then a rate-limit slot (RPM, TPM, 429 pauses), then is sent;
 5. a retryable error is retried with exponential backoff and full jitter, or after the server's hint;
    a hint above ``RetryPolicy.max_wait_s``, exhausted retries, a context-window or content-filter error
    move on to the next model.
+
+Every answer is made safe to store before anyone sees it: lone surrogates are replaced, and the value
+of every configured key (any ``api_key_env``, any credential header) is redacted from the text, however
+the key is shaped; ``Completion.flags`` says what was repaired.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import threading
@@ -38,9 +44,10 @@ from .ledger import Ledger
 from .limits import LIMITER, Bucket, BucketPaused, Limiter
 from .modes import Mode, get_mode, parse_structured
 from .pricing import list_cost, worst_case_cost, worst_case_prompt_tokens
-from .providers import get_adapter
+from .providers import check_call_params, get_adapter
 from .providers.base import ChatRequest, ProviderResponse
-from .types import Completion, Issue, Message
+from .safe_text import repair_text, repair_value
+from .types import Completion, Issue, Message, Usage
 
 log = logging.getLogger("orchestrator")
 T = TypeVar("T")
@@ -145,6 +152,14 @@ class _Call:
     prompt_chars: int
     max_tokens: int
     worst_prompt_tokens: int = 0
+    worst_cost: float | None = None  # what one attempt can cost at most; None when unpriced
+
+
+@dataclass
+class _Spend:
+    """What one ``complete`` call has been charged so far, over every attempt and model."""
+
+    charged: float = 0.0
 
 
 def _prompt_chars(messages: list[Message]) -> int:
@@ -194,6 +209,7 @@ class LLMClient:
     ) -> None:
         self.config = config if isinstance(config, Config) else load_config(config)
         E.redact_env_secrets()
+        _register_config_secrets(self.config)
         self.pool = HttpPool(transport_factory)
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or Breaker()
@@ -202,8 +218,12 @@ class LLMClient:
         self._sleep = sleep
         self._rng = random.Random(seed)
         self._buckets_by_model: dict[str, list[Bucket]] = {}
+        self.cache: ResponseCache | None = None
         if cache is True:
-            self.cache: ResponseCache | None = ResponseCache(self.config.home / "cache.sqlite")
+            try:
+                self.cache = ResponseCache(self.config.home / "cache.sqlite")
+            except E.StorageError as exc:  # a read-only home: answer without a cache, say so once
+                log.warning("response cache disabled: %s", exc)
         else:
             self.cache = cache or None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -271,6 +291,7 @@ class LLMClient:
         tried: list[str] = []
         failures: list[E.ProviderError] = []
         sent = 0
+        spend = _Spend()
         for i, model_id in enumerate(chain):
             call = self._prepare(self.config.model_spec(model_id), msgs, mode_obj, params, repeat)
             last = i == len(chain) - 1
@@ -302,21 +323,21 @@ class LLMClient:
                 continue
             tried.append(model_id)
             try:
-                completion = await self._call_model(call, ledgers, cache=cache, ttl_s=ttl_s)
+                completion = await self._call_model(call, ledgers, spend, cache=cache, ttl_s=ttl_s)
             except E.ProviderError as exc:
-                sent += getattr(exc, "attempts", 0) or 0
+                sent += exc.attempts or 0
                 failures.append(exc)
                 if isinstance(exc, FALLBACK_ON) and not last:
                     log.info("model %s failed (%s); falling back", model_id, exc.kind)
                     continue
                 if len(failures) == 1 or isinstance(exc, E.BudgetExceededError):
-                    self._annotate(exc, tried, sent)
+                    self._annotate(exc, tried, sent, spend)
                     raise
-                raise self._all_failed(failures, tried, model_id, sent) from exc
+                raise self._all_failed(failures, tried, model_id, sent, spend) from exc
             completion.attempts += sent
             completion.fallback_path = tried
             return completion
-        raise self._all_failed(failures, tried, chain[-1], sent)
+        raise self._all_failed(failures, tried, chain[-1], sent, spend)
 
     def complete_sync(self, prompt_or_issue: Issue | str | None = None, **kwargs: Any) -> Completion:
         """``complete`` for plain scripts and notebook cells; safe inside a running event loop."""
@@ -424,6 +445,9 @@ class LLMClient:
         repeat: int,
     ) -> _Call:
         params = self._params(spec, mode, overrides)
+        if overrides:  # the config's own values were checked when it loaded
+            check_call_params(spec, params)
+        messages = _safe_messages(messages)
         req = ChatRequest(
             spec=spec,
             messages=messages,
@@ -432,14 +456,17 @@ class LLMClient:
             schema_name=mode.name if mode else "answer",
             mode=mode.name if mode else None,
         )
+        max_tokens = int(params.get("max_tokens") or spec.max_tokens)
+        worst_prompt = worst_case_prompt_tokens(messages, req.schema)
         return _Call(
             spec=spec,
             adapter=get_adapter(spec.provider),
             req=req,
             key=self.request_key(spec, req, mode, repeat),
             prompt_chars=_prompt_chars(messages),
-            max_tokens=int(params.get("max_tokens") or spec.max_tokens),
-            worst_prompt_tokens=worst_case_prompt_tokens(messages, req.schema),
+            max_tokens=max_tokens,
+            worst_prompt_tokens=worst_prompt,
+            worst_cost=worst_case_cost(spec, worst_prompt, max_tokens),
         )
 
     @staticmethod
@@ -451,15 +478,16 @@ class LLMClient:
         buckets = self._buckets_by_model.get(spec.id)
         if buckets is None:
             lim = spec.limits
+            db = self.config.home / "limits.sqlite"  # shares the limits with this machine's other processes
             scope = f"model:{spec.id}|{spec.provider}|{spec.base_url}|{spec.model}|{spec.api_key_env}"
-            buckets = [self.limiter.bucket(scope, lim.rpm, lim.tpm, lim.max_concurrency)]
+            buckets = [self.limiter.bucket(scope, lim.rpm, lim.tpm, lim.max_concurrency, shared=db)]
             # Provider-wide scope: models sharing a key share the provider's account limits.
             shared = spec.options.get("account_limits")
             if isinstance(shared, dict):
                 scope = f"account:{spec.provider}|{spec.api_key_env}|{spec.base_url}"
                 buckets.append(
                     self.limiter.bucket(
-                        scope, shared.get("rpm"), shared.get("tpm"), shared.get("max_concurrency")
+                        scope, shared.get("rpm"), shared.get("tpm"), shared.get("max_concurrency"), shared=db
                     )
                 )
             self._buckets_by_model[spec.id] = buckets
@@ -497,96 +525,106 @@ class LLMClient:
         hit.request_hash = call.key
         hit.model = call.spec.id
         hit.mode = call.req.mode
+        hit.charged_usd = 0.0
+        _make_safe(hit)  # an entry stored before a key was configured may hold it
         for lg in ledgers:
             lg.record(hit)
         return hit
 
     async def _call_model(
-        self, call: _Call, ledgers: list[Ledger], *, cache: CachePolicy, ttl_s: float | None
+        self,
+        call: _Call,
+        ledgers: list[Ledger],
+        spend: _Spend,
+        *,
+        cache: CachePolicy,
+        ttl_s: float | None,
     ) -> Completion:
-        spec, req = call.spec, call.req
-        estimate = worst_case_cost(spec, call.worst_prompt_tokens, call.max_tokens)
-        if estimate is None:
+        """One model's share of a call: retries inside, then the answer settled, cached and returned."""
+        spec = call.spec
+        if call.worst_cost is None:
             self.ledger.warn_unpriced(spec.id)
-        reserved: list[tuple[Ledger, float]] = []
         try:
-            for lg in ledgers:
-                reserved.append((lg, lg.reserve(spec.id, estimate)))  # raises BudgetExceededError
-            response, latency, attempts = await self._send_with_retries(call)
+            response, latency, attempts, reserved = await self._send_with_retries(call, ledgers, spend)
         except E.ProviderError as exc:
             if not isinstance(exc, E.BudgetExceededError):
                 for lg in ledgers:
-                    lg.record_error(spec.id, req.mode)
+                    lg.record_error(spec.id, call.req.mode)
                 if isinstance(exc, BREAKER_ON) and not isinstance(exc, BucketPaused):
                     self.breaker.failure(spec.id)
             raise
-        finally:
-            for lg, amount in reserved:
-                lg.release(amount)
         self.breaker.success(spec.id)
-        completion = self._to_completion(call, response, latency, attempts)
-        for lg in ledgers:
-            lg.record(completion)
+        completion = self._to_completion(call, response, latency, attempts, spend)
+        for lg, amount in reserved:
+            lg.record(completion, reserved=amount)
         if cache != "off" and self.cache is not None:
-            self.cache.put(call.key, completion, ttl_s)
+            try:
+                self.cache.put(call.key, completion, ttl_s)
+            except Exception as exc:  # a full disk or a read-only home must not lose a paid answer
+                log.warning("could not store %s's answer in the response cache: %s", spec.id, exc)
         return completion
 
-    async def _send_with_retries(self, call: _Call) -> tuple[ProviderResponse, float, int]:
-        """Send until an answer, a terminal error, exhausted attempts or a wait above the caps."""
-        spec, req, adapter = call.spec, call.req, call.adapter
+    def _reserve(self, call: _Call, ledgers: list[Ledger], sent: int) -> list[tuple[Ledger, float]]:
+        """Reserve one attempt's worst case in every ledger, or raise BudgetExceededError (nothing held)."""
+        reserved: list[tuple[Ledger, float]] = []
+        try:
+            for lg in ledgers:
+                reserved.append((lg, lg.reserve(call.spec.id, call.worst_cost)))
+        except E.BudgetExceededError as exc:
+            for lg, amount in reserved:
+                lg.release(amount)
+            exc.attempts = sent
+            raise
+        return reserved
+
+    def _settle_failed(
+        self, call: _Call, reserved: list[tuple[Ledger, float]], error: E.ProviderError, spend: _Spend
+    ) -> None:
+        """A failed attempt: its worst case is charged if the provider may bill it, else released."""
+        charged = (call.worst_cost or 0.0) if error.maybe_billed else 0.0
+        spend.charged += charged
+        for lg, amount in reserved:
+            lg.charge_failed(call.spec.id, call.req.mode, amount, charged)
+
+    async def _send_with_retries(
+        self, call: _Call, ledgers: list[Ledger], spend: _Spend
+    ) -> tuple[ProviderResponse, float, int, list[tuple[Ledger, float]]]:
+        """Send until an answer, a terminal error, exhausted attempts, a budget stop or a wait above the
+        caps. Returns the response, its latency, the attempts sent and the answer's reservations."""
+        spec, policy = call.spec, self.retry
         buckets = self._buckets(spec)
-        gates = [b.gate for b in buckets if b.gate is not None]
-        limiter, policy = self.limiter, self.retry
         prompt_tokens = call.prompt_chars // 4
         est_tokens = prompt_tokens + call.max_tokens
         waited = 0.0
         sent = 0
         honoured = 0.0  # the end of the pause this task already slept through
-        base_url = getattr(adapter, "base_url", None)
+        base_url = getattr(call.adapter, "base_url", None)
         if base_url is not None:
             # build the pooled HTTP client (and its TLS context) before taking a rate slot, so that the
             # first request is not sent late and bunched with the next one
             self.pool.client(base_url(spec))
         while True:
-            held = []
+            reserved = self._reserve(call, ledgers, sent)
             try:
-                for gate in gates:  # concurrency first, then the rate slot: a slot is never held idle
-                    await gate.acquire()
-                    held.append(gate)
-                try:
-                    await limiter.acquire(buckets, est_tokens, max_pause=policy.max_wait_s, honoured=honoured)
-                except BucketPaused as exc:
-                    paused = BucketPaused(
-                        exc.detail, provider=spec.provider, model=spec.id, retry_after_s=exc.retry_after_s
-                    )
-                    paused.attempts = sent  # type: ignore[attr-defined]
-                    raise paused from None
-                sent += 1
-                started = time.perf_counter()
-                try:
-                    response = await adapter.send(req, self.pool)
-                except E.ProviderError as exc:
-                    error = exc
-                except Exception as exc:  # a transport's own exception type: type it, never let it escape
-                    if not isinstance(exc, _transport_errors()):
-                        raise
-                    error = self._transport_error(exc, spec)
-                else:
-                    latency = time.perf_counter() - started
-                    limiter.reconcile(
-                        buckets, est_tokens, response.usage.input_total + response.usage.output_total
-                    )
-                    return response, latency, sent
-            finally:
-                for gate in reversed(held):
-                    gate.release()
-            # the attempt failed: the permit is given back before any wait
-            error.attempts = sent  # type: ignore[attr-defined]
-            limiter.reconcile(buckets, est_tokens, prompt_tokens)
+                response, latency = await self._send_once(call, buckets, est_tokens, honoured, sent)
+            except E.ProviderError as exc:
+                error = exc
+                if not isinstance(error, BucketPaused):
+                    sent += 1
+                self._settle_failed(call, reserved, error, spend)
+            except BaseException:  # cancelled: nothing is known of the attempt, keep the worst case
+                self._settle_failed(call, reserved, E.ProviderError("cancelled", maybe_billed=True), spend)
+                raise
+            else:
+                return response, latency, sent + 1, reserved
+            error.attempts = sent
+            if isinstance(error, BucketPaused):
+                raise error
+            self.limiter.reconcile(buckets, est_tokens, prompt_tokens)
             hint = error.retry_after_s
             wait = hint if hint is not None else policy.backoff(sent, self._rng)
             if isinstance(error, E.RateLimitedError):
-                until = limiter.pause(buckets[0], wait)  # every task of this model waits it out
+                until = self.limiter.pause(buckets[0], wait)  # every task of this model waits it out
             if not error.retryable or sent >= policy.max_attempts:
                 raise error
             if wait > policy.max_wait_s or waited + wait > policy.max_total_wait_s:
@@ -603,6 +641,42 @@ class LLMClient:
             log.info("%s: %s, retry %d in %.2f s", spec.id, error.kind, sent, wait)
             await self._sleep(wait)
 
+    async def _send_once(
+        self, call: _Call, buckets: list[Bucket], est_tokens: int, honoured: float, sent: int
+    ) -> tuple[ProviderResponse, float]:
+        """One attempt: a concurrency permit, then a rate slot, then the adapter. Every failure is typed."""
+        spec = call.spec
+        gates = [b.gate for b in buckets if b.gate is not None]
+        held = []
+        try:
+            for gate in gates:  # concurrency first, then the rate slot: a slot is never held idle
+                await gate.acquire()
+                held.append(gate)
+            try:
+                await self.limiter.acquire(
+                    buckets, est_tokens, max_pause=self.retry.max_wait_s, honoured=honoured
+                )
+            except BucketPaused as exc:
+                raise BucketPaused(
+                    exc.detail, provider=spec.provider, model=spec.id, retry_after_s=exc.retry_after_s
+                ) from None
+            started = time.perf_counter()
+            try:
+                response = await call.adapter.send(call.req, self.pool)
+            except E.ProviderError:
+                raise
+            except Exception as exc:  # a transport's own exception type: type it, never let it escape
+                if not isinstance(exc, _transport_errors()):
+                    raise
+                raise self._transport_error(exc, spec) from None
+            latency = time.perf_counter() - started
+            usage = response.usage or Usage()
+            self.limiter.reconcile(buckets, est_tokens, usage.input_total + usage.output_total)
+            return response, latency
+        finally:
+            for gate in reversed(held):  # the permit is given back before any wait
+                gate.release()
+
     @staticmethod
     def _transport_error(exc: BaseException, spec: ModelSpec) -> E.ProviderError:
         cls: type[E.ProviderError] = E.ConnectionFailedError
@@ -614,57 +688,114 @@ class LLMClient:
             timeouts = _TIMEOUT_ERRORS
         if isinstance(exc, timeouts):
             cls = E.ProviderTimeoutError
-        return cls(f"{type(exc).__name__}: {exc}", provider=spec.provider, model=spec.id)
+        never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionRefusedError))
+        return cls(
+            f"{type(exc).__name__}: {exc}", provider=spec.provider, model=spec.id, maybe_billed=not never_sent
+        )
 
     def _to_completion(
-        self, call: _Call, response: ProviderResponse, latency: float, attempts: int
+        self, call: _Call, response: ProviderResponse, latency: float, attempts: int, spend: _Spend
     ) -> Completion:
         spec, req = call.spec, call.req
-        cost = (
-            response.provider_cost_usd
-            if response.provider_cost_usd is not None
-            else list_cost(spec, response.usage)
-        )
-        if cost is None:
+        flags: list[str] = []
+        usage = response.usage
+        if usage is None:
+            usage = Usage()
+            flags.append("usage_missing")
+        if response.provider_cost_usd is not None:
+            cost = response.provider_cost_usd
+        elif response.usage is None and call.worst_cost:
+            cost = None  # billed, but for how much is unknown: the worst case is charged instead
+        else:
+            cost = list_cost(spec, usage)
+        if cost is None and call.worst_cost is None:
             self.ledger.warn_unpriced(spec.id)
-        parsed, parse_error = (None, None)
-        if req.schema is not None:
-            parsed, parse_error = parse_structured(response.text, req.schema)
-        return Completion(
+        charged = spend.charged + (cost if cost is not None else (call.worst_cost or 0.0))
+        completion = Completion(
             text=response.text,
             model=spec.id,
             served_model=response.served_model,
             provider=spec.provider,
-            usage=response.usage,
+            usage=usage,
             cost_usd=cost,
             latency_s=latency,
             finish_reason=response.finish_reason,
             attempts=attempts,
             request_id=response.request_id,
             mode=req.mode,
-            parsed=parsed,
-            parse_error=parse_error,
             request_hash=call.key,
             provider_cost_usd=response.provider_cost_usd,
+            charged_usd=charged,
+            flags=flags,
             raw=response.raw,
         )
+        _make_safe(completion)
+        if req.schema is not None:  # on the safe text: what is parsed is what is stored
+            completion.parsed, completion.parse_error = parse_structured(completion.text, req.schema)
+        return completion
 
     @staticmethod
-    def _annotate(exc: E.ProviderError, tried: list[str], sent: int) -> E.ProviderError:
-        exc.fallback_path = list(tried)  # type: ignore[attr-defined]
-        exc.attempts = sent  # type: ignore[attr-defined]
+    def _annotate(exc: E.ProviderError, tried: list[str], sent: int, spend: _Spend) -> E.ProviderError:
+        exc.fallback_path = list(tried)
+        exc.attempts = sent
+        exc.charged_usd = spend.charged  # type: ignore[attr-defined]
         return exc
 
     @classmethod
     def _all_failed(
-        cls, failures: list[E.ProviderError], tried: list[str], model: str, sent: int
+        cls, failures: list[E.ProviderError], tried: list[str], model: str, sent: int, spend: _Spend
     ) -> E.ProviderError:
         summary = "; ".join(f"{f.model}: {f.kind}" for f in failures)
         err = E.AllModelsFailedError(
             f"every model in the chain failed ({summary})", errors=failures, model=model
         )
-        return cls._annotate(err, tried, sent)
+        return cls._annotate(err, tried, sent, spend)
 
 
 def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def _register_config_secrets(config: Config) -> None:
+    """Every configured credential becomes a secret to redact, whatever its shape: the value of each
+    model's ``api_key_env`` and of each header whose name says it is a credential."""
+    import os
+
+    for spec in config.models.values():
+        if spec.api_key_env:
+            E.register_secret(os.environ.get(spec.api_key_env))
+        for name, value in spec.headers.items():
+            if E.is_secret_header(name):
+                E.register_secret(value)
+
+
+def _safe_messages(messages: list[Message]) -> list[Message]:
+    """Messages whose text every provider can be sent: lone surrogates (from an issue file) replaced."""
+    out = messages
+    for i, m in enumerate(messages):
+        text, n = repair_text(m.content)
+        if n:
+            if out is messages:
+                out = list(messages)
+            out[i] = Message(role=m.role, content=text)
+    return out
+
+
+def _make_safe(completion: Completion) -> None:
+    """Repair what cannot be stored and redact what must not be: in place, noted in ``flags``."""
+    text, repaired = repair_text(completion.text)
+    if E.contains_secret(text) or any(p.search(text) for p in E.SECRET_PATTERNS):
+        text = E.redact(text)
+        if "secret_redacted" not in completion.flags:
+            completion.flags.append("secret_redacted")
+    if completion.raw is not None:
+        raw, n = repair_value(completion.raw)
+        repaired += n
+        if E.has_secrets():
+            blob = json.dumps(raw, ensure_ascii=False)
+            if E.contains_secret(blob):
+                raw = json.loads(E.redact(blob))
+        completion.raw = raw
+    if repaired and "text_repaired" not in completion.flags:
+        completion.flags.append("text_repaired")
+    completion.text = text

@@ -59,7 +59,7 @@ class UnknownModelError(InputError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-_SECRET_PATTERNS = [
+SECRET_PATTERNS = [
     re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"gh[pousr]_[A-Za-z0-9]{16,}"),
@@ -90,6 +90,11 @@ def is_secret_header(name: str) -> bool:
     return any(hint in lowered for hint in SECRET_HEADER_HINTS)
 
 
+def has_secrets() -> bool:
+    """Whether any secret value is registered."""
+    return bool(_known_secrets)
+
+
 def contains_secret(text: str) -> bool:
     """Whether ``text`` holds a registered secret value (cheap; patterns are not checked)."""
     return bool(text) and any(secret in text for secret in _known_secrets)
@@ -102,7 +107,7 @@ def redact(text: str) -> str:
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, "[REDACTED]")
-    for pattern in _SECRET_PATTERNS:
+    for pattern in SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[REDACTED]", text)
     return text
 

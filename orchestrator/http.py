@@ -1,19 +1,52 @@
-"""Pooled HTTP clients: one ``httpx.AsyncClient`` per (event loop, base URL), on the aiohttp transport.
+"""Pooled HTTP clients and the one bounded way to read a response.
 
-A plain ``httpx.AsyncClient`` slows to 10-12x the latency limit at 64 requests in flight
-(encode/httpx#3215); the httpx-aiohttp transport stays near 1.1x. Tests may pass any
-``httpx.AsyncBaseTransport`` (e.g. ``httpx.MockTransport``) instead.
+One ``httpx.AsyncClient`` per (event loop, base URL), on the aiohttp transport: a plain
+``httpx.AsyncClient`` slows to 10-12x the latency limit at 64 requests in flight (encode/httpx#3215); the
+httpx-aiohttp transport stays near 1.1x. Tests may pass any ``httpx.AsyncBaseTransport`` instead.
+
+:meth:`HttpPool.post` streams the body and stops it at ``max_bytes``, counted twice: on the wire
+(compressed) and after decoding, so a decompression bomb (1 MiB of gzip that inflates to 1 GiB) or an
+endless junk body costs at most one chunk beyond the cap. It decodes gzip and deflate itself, with
+zlib's ``max_length`` so that no single chunk can inflate past the cap either; other encodings are
+refused (we only ask for gzip and deflate). The caller bounds the whole exchange with a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 _ssl_context = None
+
+ACCEPT_ENCODING = "gzip, deflate"
+
+
+class BodyTooLarge(Exception):
+    """The body passed the cap; ``where`` is "compressed" or "decoded"."""
+
+    def __init__(self, where: str, limit: int) -> None:
+        self.where = where
+        self.limit = limit
+        super().__init__(f"the response body passed {limit:,} bytes ({where})")
+
+
+class BadEncoding(Exception):
+    """The body's content-encoding is not one we asked for, or it does not decode."""
+
+
+@dataclass
+class BodyResponse:
+    """A response whose body was read within the caps."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
 
 
 def _shared_ssl_context():
@@ -29,6 +62,59 @@ def _default_transport(max_connections: int) -> httpx.AsyncBaseTransport:
 
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     return AiohttpTransport(verify=_shared_ssl_context(), limits=limits, trust_env=True)
+
+
+class _Decoder:
+    """Incremental, bounded decoding of one content-encoding (identity, gzip, deflate)."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._deflate_pending = False
+        encoding = encoding.strip().lower()
+        if encoding in ("", "identity"):
+            self._z = None
+        elif encoding in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._z = None
+            self._deflate_pending = True  # zlib-wrapped or raw: told by the first byte
+        else:
+            raise BadEncoding(
+                f"content-encoding {encoding!r} was not asked for (we accept {ACCEPT_ENCODING})"
+            )
+
+    def feed(self, chunk: bytes, out: list[bytes]) -> None:
+        if self._deflate_pending and chunk:
+            # RFC 9110 deflate is zlib-wrapped (0x78 ..); some servers send raw deflate instead
+            self._z = zlib.decompressobj(zlib.MAX_WBITS if chunk[0] == 0x78 else -zlib.MAX_WBITS)
+            self._deflate_pending = False
+        if self._z is None:
+            self._add(chunk, out)
+            return
+        data = chunk
+        try:
+            while data:
+                room = self.limit - self.size + 1  # one byte past the cap proves it is too large
+                piece = self._z.decompress(data, room)
+                self._add(piece, out)
+                data = self._z.unconsumed_tail
+        except zlib.error as exc:
+            raise BadEncoding(f"the body does not decode as declared: {exc}") from None
+
+    def flush(self, out: list[bytes]) -> None:
+        if self._z is not None:
+            try:
+                self._add(self._z.flush(), out)
+            except zlib.error as exc:
+                raise BadEncoding(f"the body does not decode as declared: {exc}") from None
+
+    def _add(self, piece: bytes, out: list[bytes]) -> None:
+        if piece:
+            self.size += len(piece)
+            if self.size > self.limit:
+                raise BodyTooLarge("decoded", self.limit)
+            out.append(piece)
 
 
 class HttpPool:
@@ -60,19 +146,45 @@ class HttpPool:
         headers: dict[str, str],
         json_body: dict[str, Any],
         timeout: httpx.Timeout,
-    ) -> httpx.Response:
-        import json
-
+        max_bytes: int,
+    ) -> BodyResponse:
+        """POST ``json_body`` and read the answer, raising :class:`BodyTooLarge` past ``max_bytes``
+        (compressed or decoded) and :class:`BadEncoding` for an encoding we did not ask for."""
         client = self.client(base_url)
-        content = json.dumps(json_body, ensure_ascii=False).encode()
-        headers = {"content-type": "application/json", **headers}
+        # surrogatepass: a lone surrogate that slipped through must not crash the send; the server
+        # sees the bytes and answers (or refuses) like any other request
+        content = json.dumps(json_body, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        headers = {"content-type": "application/json", "accept-encoding": ACCEPT_ENCODING, **headers}
         parsed = self._urls.get(url)
         if parsed is None:  # parsing a URL costs more than the rest of building the request
             parsed = self._urls[url] = httpx.URL(url)
-        return await client.post(parsed, content=content, headers=headers, timeout=timeout)
+        request = client.build_request("POST", parsed, content=content, headers=headers, timeout=timeout)
+        response = await client.send(request, stream=True)
+        try:
+            return BodyResponse(
+                response.status_code, response.headers, await _read_bounded(response, max_bytes)
+            )
+        finally:
+            await response.aclose()
 
     async def aclose(self) -> None:
         """Close the clients that belong to the running loop."""
         loop_id = id(asyncio.get_running_loop())
         for key in [k for k in self._clients if k[0] == loop_id]:
             await self._clients.pop(key).aclose()
+
+
+async def _read_bounded(response: httpx.Response, max_bytes: int) -> bytes:
+    length = response.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise BodyTooLarge("compressed, by its content-length", max_bytes)
+    decoder = _Decoder(response.headers.get("content-encoding", ""), max_bytes)
+    out: list[bytes] = []
+    wire = 0
+    async for chunk in response.aiter_raw():
+        wire += len(chunk)
+        if wire > max_bytes:
+            raise BodyTooLarge("compressed", max_bytes)
+        decoder.feed(chunk, out)
+    decoder.flush(out)
+    return b"".join(out)

@@ -1,10 +1,20 @@
-"""Cost and token accounting: a ledger by model and mode, and a budget checked before and after each call.
+"""Cost and token accounting: a ledger by model and mode, and a budget that no honest server can cross.
 
-Before a call the client reserves a pre-flight estimate (prompt characters / 4 at the input price plus
-``max_tokens`` at the output price); a call whose estimate, added to what is spent and what concurrent
-calls have reserved, would cross the cap is not sent (:class:`~orchestrator.errors.BudgetExceededError`).
-After the call the reservation is replaced by the actual cost. Tokens are counted on the disjoint usage
-axes of :class:`~orchestrator.types.Usage`, so a cached input token is never counted (or priced) twice.
+Before each attempt the client reserves the worst case the attempt can cost
+(:func:`~orchestrator.pricing.worst_case_cost`); an attempt whose worst case, added to what is spent and
+what concurrent attempts have reserved, would cross the cap is not sent
+(:class:`~orchestrator.errors.BudgetExceededError`). Afterwards the reservation is settled, atomically:
+
+- answered with usage: replaced by the actual cost;
+- answered without usage (a priced model): the whole reservation is counted as spent, and the call's
+  cost stays unknown (``None``), never 0;
+- failed in a way the provider may still bill (a timeout while reading, a garbled or oversized 200):
+  the reservation is counted as spent;
+- failed with an error status: released.
+
+So ``spent_usd`` is an upper bound of what the providers billed, and it never passes the budget. Tokens
+are counted on the disjoint usage axes of :class:`~orchestrator.types.Usage`, so a cached input token is
+never counted (or priced) twice.
 """
 
 from __future__ import annotations
@@ -35,6 +45,9 @@ class LedgerLine:
     spent_usd: float = 0.0
     saved_usd: float = 0.0
     unpriced_calls: int = 0
+    unknown_cost_calls: int = 0  # priced calls answered without usage: charged their worst case
+    possibly_billed_failures: int = 0  # failed attempts charged their worst case
+    charged_worst_case_usd: float = 0.0  # the part of spent_usd that is a worst case, not a known cost
 
     def add(self, other: LedgerLine) -> LedgerLine:
         for f in fields(self):
@@ -55,8 +68,8 @@ class Ledger:
     """Tokens on every axis, money spent and saved, by (model, mode); optionally capped by a budget.
 
     Thread-safe. A cache hit counts as a call and a hit, adds what it saved, and adds no tokens or
-    spend (nothing was billed). ``spent_usd`` counts priced calls only; ``unpriced_calls`` says how many
-    had an unknown price.
+    spend (nothing was billed). ``spent_usd`` counts known costs plus the worst case charged for calls
+    whose cost is unknown; ``unpriced_calls`` says how many calls had no price at all (not counted).
     """
 
     budget_usd: float | None = None
@@ -91,9 +104,9 @@ class Ledger:
         return line
 
     def reserve(self, model: str, estimate: float | None) -> float:
-        """Check the budget before a call; reserve the estimate so concurrent calls see it.
+        """Check the budget before an attempt; reserve its worst case so concurrent attempts see it.
 
-        Raises BudgetExceededError when the call could cross the cap; returns the amount reserved
+        Raises BudgetExceededError when the attempt could cross the cap; returns the amount reserved
         (0 without a budget or when the price is unknown: such calls cannot be counted).
         """
         if self.budget_usd is None or estimate is None:
@@ -127,8 +140,15 @@ class Ledger:
             stacklevel=4,
         )
 
-    def record(self, completion: Completion) -> None:
+    def record(self, completion: Completion, reserved: float = 0.0) -> None:
+        """Record an answer and settle its reservation in one step (concurrent reservations never see
+        the reservation gone before the cost is in).
+
+        A priced answer without usage (cost ``None``, ``completion.charged_usd`` set) is charged that
+        worst case; an answer with no price at all adds nothing to spend and counts as unpriced.
+        """
         with self._lock:
+            self.reserved_usd = max(0.0, self.reserved_usd - reserved)
             line = self.line(completion.model, completion.mode)
             line.calls += 1
             if completion.from_cache:
@@ -143,22 +163,49 @@ class Ledger:
             line.cache_write += u.cache_write
             line.output += u.output
             line.reasoning += u.reasoning
-            if completion.cost_usd is None:
-                line.unpriced_calls += 1
-            else:
+            if completion.cost_usd is not None:
                 line.spent_usd += completion.cost_usd
                 self._spent += completion.cost_usd
-            over = (
-                self.budget_usd is not None and self._spent > self.budget_usd and not self._over_budget_logged
-            )
-            if over:
-                self._over_budget_logged = True
-        if over:  # the estimate was too low: no further call will be sent
-            log.warning(
-                "spent $%.4f, above the budget of $%.4f: no further call will be sent",
-                self._spent,
-                self.budget_usd,
-            )
+            elif completion.charged_usd:
+                line.unknown_cost_calls += 1
+                line.charged_worst_case_usd += completion.charged_usd
+                line.spent_usd += completion.charged_usd
+                self._spent += completion.charged_usd
+            else:
+                line.unpriced_calls += 1
+            over = self._note_over_budget()
+        if over:  # a dishonest server billed above the worst case: no further call will be sent
+            self._warn_over_budget()
+
+    def charge_failed(self, model: str, mode: str | None, reserved: float, charged: float) -> None:
+        """A failed attempt the provider may still bill: release its reservation and count its worst
+        case ``charged`` as spent (the cost itself is unknown)."""
+        with self._lock:
+            self.reserved_usd = max(0.0, self.reserved_usd - reserved)
+            if not charged:
+                return
+            line = self.line(model, mode)
+            line.possibly_billed_failures += 1
+            line.charged_worst_case_usd += charged
+            line.spent_usd += charged
+            self._spent += charged
+            over = self._note_over_budget()
+        if over:
+            self._warn_over_budget()
+
+    def _note_over_budget(self) -> bool:
+        over = self.budget_usd is not None and self._spent > self.budget_usd and not self._over_budget_logged
+        if over:
+            self._over_budget_logged = True
+        return over
+
+    def _warn_over_budget(self) -> None:
+        log.warning(
+            "spent $%.4f, above the budget of $%.4f (a provider billed more than the worst case): "
+            "no further call will be sent",
+            self._spent,
+            self.budget_usd,
+        )
 
     def record_error(self, model: str, mode: str | None) -> None:
         with self._lock:

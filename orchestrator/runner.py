@@ -2,7 +2,12 @@
 
 - Each finished cell is committed to the results database at once: Ctrl-C or kill -9 loses nothing.
 - The same ``run_id`` resumes: finished cells are skipped, failed ones retried only with ``retry_errors``.
-- A budget stop issues no further calls and keeps every result; resume with a higher budget.
+- A budget stop issues no further calls and keeps every result; resume with a higher budget. The budget
+  of a resumed run counts what its earlier sessions spent (recorded with each group commit).
+- One process per run: a lease (:mod:`orchestrator.run_lock`) refuses a second process on a live run.
+- If the writer fails (a full disk, a database that cannot be written), the workers stop at once, the
+  run ends ``failed`` with the cause in its message, every cell committed before is kept, and answers
+  received but not stored are in the response cache, so a resume does not pay for them again.
 - Each repeat is a fresh sample: the repeat index is part of the cache key, and repeats > 0 get their
   own seed (``model seed + repeat``).
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import time
@@ -23,8 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors as E
 from .modes import MODES, get_mode
+from .run_lock import RunLock
 from .store import ResultStore, default_db_path, now_iso
 from .types import Issue
+
+log = logging.getLogger("orchestrator")
 
 if TYPE_CHECKING:
     from .client import LLMClient
@@ -46,13 +55,24 @@ class RunSummary:
     wall_s: float = 0.0
     db_path: Path | None = None
     error_kinds: dict[str, int] = field(default_factory=dict)
+    message: str = ""  # why the run ended, when it did not finish
+    unknown_cost_calls: int = 0  # answers without usage: charged their worst case
+    spent_before_usd: float = 0.0  # what earlier sessions of this run spent
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"run {self.run_id}: {self.status}; {self.cells_run} cells run now, {self.cells_done_before} "
             f"already done, {self.errors} errors, ${self.spent_usd:.4f} spent, ${self.saved_usd:.4f} saved "
             f"by the cache, {self.wall_s:.1f} s"
         )
+        if self.unknown_cost_calls:
+            text += (
+                f"; {self.unknown_cost_calls} answers came without usage: their cost is unknown and "
+                "their worst case is counted as spent"
+            )
+        if self.message:
+            text += f"\n{self.message}"
+        return text
 
 
 # How long a finished cell may wait to be committed with the next ones. An answer is in the response cache
@@ -122,7 +142,6 @@ async def run_grid(
 ) -> RunSummary:
     """Run every (issue, model, mode, repeat) cell and store each result as it finishes."""
     from .client import LLMClient
-    from .ledger import Ledger
 
     if not issues:
         raise ValueError("run_grid: no issues to run")
@@ -142,6 +161,64 @@ async def run_grid(
     own_store = store is None
     store = store or ResultStore(default_db_path(client.config.home))
     run_id = run_id or new_run_id()
+    lock = RunLock(store.path, run_id)
+    try:
+        lock.acquire()
+    except BaseException:
+        if own_store:
+            store.close()
+        if own_client:
+            await client.aclose()
+        raise
+    try:
+        return await _run_locked(
+            store,
+            lock,
+            client,
+            issues,
+            models,
+            modes,
+            run_id=run_id,
+            repeats=repeats,
+            concurrency=concurrency,
+            budget_usd=budget_usd,
+            cache=cache,
+            retry_errors=retry_errors,
+            dataset=dataset,
+            split=split,
+            judge_model=judge_model,
+            progress=progress,
+        )
+    finally:
+        lock.release()
+        if own_store:
+            store.close()
+        if own_client:
+            await client.aclose()
+
+
+async def _run_locked(
+    store: ResultStore,
+    lock: RunLock,
+    client: LLMClient,
+    issues: Sequence[Issue],
+    models: Sequence[str],
+    modes: Sequence[str],
+    *,
+    run_id: str,
+    repeats: int,
+    concurrency: int,
+    budget_usd: float | None,
+    cache: bool,
+    retry_errors: bool,
+    dataset: str | None,
+    split: str | None,
+    judge_model: str | None,
+    progress: bool,
+) -> RunSummary:
+    """The run itself, once its lease is held: plan the cells, call, score, store."""
+    from .ledger import Ledger
+
     params = {
         "models": list(models),
         "modes": list(modes),
@@ -179,18 +256,24 @@ async def run_grid(
         if (key := (cell[0].id, cell[1], cell[2], cell[3])) not in done or (retry_errors and done[key] != "")
     ]
     total = len(issues) * len(models) * len(modes) * repeats
+    spent_before = store.run_spent(run_id)
     summary = RunSummary(
         run_id=run_id,
         status="running",
         cells_total=total,
         cells_done_before=total - len(todo),
         db_path=store.path,
+        spent_before_usd=spent_before,
     )
-    ledger = Ledger(budget_usd=_remaining_budget(store, run_id, budget_usd))
+    ledger = Ledger(budget_usd=None if budget_usd is None else max(0.0, budget_usd - spent_before))
     stop = asyncio.Event()
     bar = _progress(total, summary.cells_done_before, progress, run_id)
     started = time.perf_counter()
     queue: Iterator[tuple] = iter(todo)
+
+    def run_spent() -> float:
+        # what this run has spent over all its sessions, with what is in flight (a kill -9 may lose it)
+        return spent_before + ledger.spent_usd + ledger.reserved_usd
 
     # Workers only call models; one writer scores and stores finished cells in group commits, so the next
     # call goes out as soon as an answer arrives (scoring and SQLite stay off the critical path).
@@ -228,15 +311,19 @@ async def run_grid(
                 flush_now.set()
 
     def record(rows: list[dict[str, Any]]) -> None:
-        store.write_results(rows)
+        store.write_results(rows, run_id=run_id, run_spent_usd=run_spent())
         for row in rows:
             summary.cells_run += 1
             if row["error_type"]:
                 summary.errors += 1
                 summary.error_kinds[row["error_type"]] = summary.error_kinds.get(row["error_type"], 0) + 1
+            if "usage_missing" in (row.get("flags") or ()) and row.get("cost_usd") is None:
+                summary.unknown_cost_calls += 1
         if bar is not None:
             bar.update(len(rows))
             bar.set_postfix(errors=summary.errors, spent=f"${ledger.spent_usd:.4f}", refresh=False)
+        if lock.lost:
+            raise E.RunLockedError(f"run {run_id}: another process took over the run lock; stopping")
 
     async def writer() -> None:
         while True:
@@ -257,11 +344,7 @@ async def run_grid(
                     return
                 issue, row, completion = item
                 if completion is not None:
-                    row.update(
-                        score_sync(
-                            issue, row["mode"], completion.text, completion.parsed, completion.parse_error
-                        )
-                    )
+                    row.update(_score_safely(issue, row["mode"], completion))
                 row["finished_at"] = now_iso()
                 rows.append(row)
             record(rows)
@@ -271,19 +354,34 @@ async def run_grid(
     async def work() -> None:
         writing = asyncio.create_task(writer())
         saving = asyncio.create_task(asyncio.to_thread(store.save_issues, run_id, issues))
+        n_workers = min(concurrency, max(1, len(todo)))
+        workers = asyncio.ensure_future(asyncio.gather(*(worker() for _ in range(n_workers))))
         try:
-            await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, len(todo))))))
+            await asyncio.wait({writing, workers}, return_when=asyncio.FIRST_COMPLETED)
+            if writing.done():  # the writer died while workers were calling: stop them at once
+                workers.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await workers
+                await writing  # raises the writer's error
+            await workers
         finally:
             closing.append(True)
             flush_now.set()
+            if not workers.done():
+                workers.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await workers
             await saving
-            # Everything already answered is stored, even when the run is being cancelled.
-            while True:
-                try:
-                    finished.put_nowait(None)
-                    break
-                except asyncio.QueueFull:
-                    await asyncio.sleep(0)
+            if not writing.done():
+                # Everything already answered is stored, even when the run is being cancelled.
+                while True:
+                    try:
+                        finished.put_nowait(None)
+                        break
+                    except asyncio.QueueFull:
+                        if writing.done():
+                            break
+                        await asyncio.sleep(0)
             await asyncio.shield(writing)
 
     status = "failed"
@@ -293,19 +391,38 @@ async def run_grid(
     except (asyncio.CancelledError, KeyboardInterrupt):
         status = "interrupted"
         raise
+    except E.OrchestratorError as exc:
+        summary.message = _failure_message(exc, summary, run_id, cache)
     finally:
         summary.status = status
         summary.spent_usd = ledger.spent_usd
         summary.saved_usd = ledger.saved_usd
         summary.wall_s = time.perf_counter() - started
-        store.set_status(run_id, status)
+        try:
+            store.set_status(run_id, status, summary.message, spent_before + ledger.spent_usd)
+        except E.StorageError as exc:
+            log.error("run %s: could not record its status %r: %s", run_id, status, exc)
         if bar is not None:
             bar.close()
-        if own_store:
-            store.close()
-        if own_client:
-            await client.aclose()
     return summary
+
+
+def _failure_message(exc: Exception, summary: RunSummary, run_id: str, cache: bool) -> str:
+    kept = summary.cells_done_before + summary.cells_run
+    text = f"run {run_id} failed: {exc}. {kept} of {summary.cells_total} cells are stored and kept"
+    if cache:
+        text += "; answers received but not stored are in the response cache, so resuming does not pay again"
+    return text + f". Fix the cause, then resume with --run-id {run_id}."
+
+
+def _score_safely(issue: Issue, mode: str, completion: Any) -> dict[str, Any]:
+    """The mode's scorer; a scorer that fails on odd text leaves the cell unscored, never sinks the run."""
+    try:
+        return score_sync(issue, mode, completion.text, completion.parsed, completion.parse_error)
+    except Exception as exc:
+        log.warning("scoring %s (%s) failed: %s", issue.id, mode, exc)
+        details = {"scorer_error": E.redact(f"{type(exc).__name__}: {exc}")[:500]}
+        return {"score": None, "judge_score": None, "scores": json.dumps(details)}
 
 
 def run_grid_sync(*args: Any, **kwargs: Any) -> RunSummary:
@@ -314,14 +431,6 @@ def run_grid_sync(*args: Any, **kwargs: Any) -> RunSummary:
 
     client = kwargs.pop("client", None) or LLMClient(kwargs.pop("config", None))
     return client.run_sync(run_grid(*args, client=client, **kwargs))
-
-
-def _remaining_budget(store: ResultStore, run_id: str, budget: float | None) -> float | None:
-    """A resumed run's budget counts what its earlier sessions already spent."""
-    if budget is None:
-        return None
-    spent = sum(r["spent_usd"] for r in store.runs() if r["id"] == run_id)
-    return max(0.0, budget - spent)
 
 
 def _progress(total: int, done: int, enabled: bool, run_id: str):
@@ -386,8 +495,9 @@ async def _call_cell(
             **base,
             "error_type": exc.kind,
             "error_message": str(exc),
-            "attempts": getattr(exc, "attempts", None),
-            "fallback_path": getattr(exc, "fallback_path", None),
+            "attempts": exc.attempts,
+            "fallback_path": exc.fallback_path,
+            "charged_usd": getattr(exc, "charged_usd", None),
         }, None
     except Exception as exc:  # a bug must not sink the run: record it on the cell
         return {
@@ -414,6 +524,8 @@ async def _call_cell(
         "fallback_path": completion.fallback_path,
         "from_cache": completion.from_cache,
         "finish_reason": completion.finish_reason,
+        "charged_usd": completion.charged_usd,
+        "flags": completion.flags or None,
         "error_type": "",
         "error_message": "",
         "pred_type": (completion.parsed or {}).get("type") if mode == "classify" else None,

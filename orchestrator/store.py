@@ -1,20 +1,29 @@
 """The results database: one SQLite file (WAL) under ORCHESTRATOR_HOME, written as each cell finishes.
 
-Tables: ``runs`` (one row a run: status, config snapshot without secrets, git commit, parameters),
-``results`` (one row a cell, unique on run_id, issue_id, model, mode, repeat) and ``run_issues``
-(the issues a run used, with their gold labels, so a run can be re-scored on its own).
+Tables: ``runs`` (one row a run: status and why it ended, config snapshot without secrets, git commit,
+parameters, what its sessions spent), ``results`` (one row a cell, unique on run_id, issue_id, model,
+mode, repeat), ``run_issues`` (the issues a run used, with their gold labels, so a run can be re-scored
+on its own) and ``run_locks`` (see :mod:`orchestrator.run_lock`).
+
+Text is stored as it is, except what UTF-8 cannot encode (lone surrogates): that is replaced with U+FFFD
+and the cell's ``flags`` say so, so no answer ever fails to be stored. A database opened from an older
+version gains the new columns on open. Commands that only read open it read-only, so a read-only
+ORCHESTRATOR_HOME still lists and exports runs.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cache import connect
+from . import errors as E
+from .cache import connect, connect_readonly
+from .safe_text import repair_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,7 +40,9 @@ CREATE TABLE IF NOT EXISTS runs (
     split TEXT,
     git_commit TEXT,
     params TEXT NOT NULL,
-    config_snapshot TEXT NOT NULL
+    config_snapshot TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    spent_usd REAL
 );
 CREATE TABLE IF NOT EXISTS run_issues (
     run_id TEXT NOT NULL,
@@ -73,6 +84,8 @@ CREATE TABLE IF NOT EXISTS results (
     pred_type TEXT,
     started_at TEXT,
     finished_at TEXT,
+    charged_usd REAL,
+    flags TEXT,
     UNIQUE (run_id, issue_id, model, mode, repeat)
 );
 CREATE INDEX IF NOT EXISTS results_run ON results (run_id);
@@ -112,7 +125,14 @@ RESULT_COLUMNS = [
     "pred_type",
     "started_at",
     "finished_at",
+    "charged_usd",
+    "flags",
 ]
+# Columns added after the first release, with their SQL types: added to older databases on open.
+_ADDED_COLUMNS = {
+    "runs": {"message": "TEXT NOT NULL DEFAULT ''", "spent_usd": "REAL"},
+    "results": {"charged_usd": "REAL", "flags": "TEXT"},
+}
 _INSERT = (
     f"INSERT OR REPLACE INTO results ({', '.join(RESULT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in RESULT_COLUMNS)})"
@@ -128,13 +148,46 @@ def default_db_path(home: Path) -> Path:
 
 
 class ResultStore:
-    """Runs and results in one SQLite file; safe to share between threads of one process."""
+    """Runs and results in one SQLite file; safe to share between threads of one process.
 
-    def __init__(self, path: Path) -> None:
+    ``readonly``: open without writing anything (a missing file reads as an empty database).
+    Failing to open or write raises :class:`~orchestrator.errors.StorageError` naming the file.
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        self._conn = connect(self.path)
-        self._conn.executescript(SCHEMA)
+        self.readonly = readonly
         self._lock = threading.Lock()
+        if readonly:
+            self._conn = connect_readonly(self.path, SCHEMA)
+            if self._missing_columns():  # an older database: read a migrated copy in memory
+                copy = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+                self._conn.backup(copy)
+                self._conn.close()
+                self._conn = copy
+                self._migrate()
+            return
+        self._conn = connect(self.path)
+        try:
+            self._conn.executescript(SCHEMA)
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise storage_error(self.path, exc) from None
+
+    def _missing_columns(self) -> bool:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if have and set(columns) - have:
+                return True
+        return False
+
+    def _migrate(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            for name, sql_type in columns.items():
+                if name not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
 
     # ---------------------------------------------------------------- runs
 
@@ -174,11 +227,32 @@ class ResultStore:
             )
             return False
 
-    def set_status(self, run_id: str, status: str) -> None:
+    def set_status(self, run_id: str, status: str, message: str = "", spent_usd: float | None = None) -> None:
+        """Record how a run (session) ended, why, and what all its sessions spent so far."""
         with self._lock:
-            self._conn.execute(
-                "UPDATE runs SET status = ?, updated = ? WHERE id = ?", (status, now_iso(), run_id)
+            self._execute(
+                "UPDATE runs SET status = ?, updated = ?, message = ?, spent_usd = COALESCE(?, spent_usd) "
+                "WHERE id = ?",
+                (status, now_iso(), message, spent_usd, run_id),
             )
+
+    def run_spent(self, run_id: str) -> float:
+        """What a run's earlier sessions spent: the larger of the recorded total (which includes calls
+        whose answer was never stored, and judge calls) and the sum of its stored cells' charges."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COALESCE(r.spent_usd, 0), "
+                "(SELECT COALESCE(SUM(COALESCE(x.charged_usd, x.cost_usd, 0)), 0) FROM results x "
+                "WHERE x.run_id = r.id) FROM runs r WHERE r.id = ?",
+                (run_id,),
+            ).fetchone()
+        return max(row) if row else 0.0
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise storage_error(self.path, exc) from None
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -197,9 +271,11 @@ class ResultStore:
             SELECT r.id, r.created, r.status, r.dataset, r.split,
                    COUNT(x.run_id) AS cells,
                    SUM(CASE WHEN x.error_type != '' THEN 1 ELSE 0 END) AS errors,
-                   COALESCE(SUM(x.cost_usd), 0) AS spent_usd
+                   MAX(COALESCE(r.spent_usd, 0), COALESCE(SUM(COALESCE(x.charged_usd, x.cost_usd)), 0))
+                       AS spent_usd,
+                   r.message
             FROM runs r LEFT JOIN results x ON x.run_id = r.id
-            GROUP BY r.id ORDER BY r.created DESC
+            GROUP BY r.id ORDER BY r.created DESC, r.id
         """
         with self._lock:
             cur = self._conn.execute(sql)
@@ -209,7 +285,7 @@ class ResultStore:
     # ---------------------------------------------------------------- issues
 
     def save_issues(self, run_id: str, issues: Iterable[Issue]) -> None:
-        rows = [(run_id, i.id, i.model_dump_json()) for i in issues]
+        rows = [(run_id, i.id, _issue_json(i)) for i in issues]
         with self._lock:
             self._conn.execute("BEGIN")
             self._conn.executemany(
@@ -238,23 +314,36 @@ class ResultStore:
 
     def write_result(self, row: dict[str, Any]) -> None:
         """Write one finished cell (committed at once: a killed run keeps it)."""
-        values = tuple(_sql_value(row.get(c)) for c in RESULT_COLUMNS)
-        with self._lock:
-            self._conn.execute(_INSERT, values)
+        self.write_results([row])
 
-    def write_results(self, rows: list[dict[str, Any]]) -> None:
-        """Write finished cells in one transaction (a group commit: one fsync-free WAL append)."""
+    def write_results(
+        self, rows: list[dict[str, Any]], *, run_id: str | None = None, run_spent_usd: float | None = None
+    ) -> None:
+        """Write finished cells in one transaction (a group commit: one fsync-free WAL append), and
+        with them what the run has spent so far (``run_spent_usd``), so a resumed run counts it.
+
+        Raises :class:`~orchestrator.errors.StorageError` (nothing of this group written) when SQLite
+        cannot write: a full disk, a read-only file.
+        """
         if not rows:
             return
-        values = [tuple(_sql_value(row.get(c)) for c in RESULT_COLUMNS) for row in rows]
+        values = [_row_values(row) for row in rows]
         with self._lock:
-            self._conn.execute("BEGIN")
             try:
-                self._conn.executemany(_INSERT, values)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                self._conn.execute("BEGIN")
+                try:
+                    self._conn.executemany(_INSERT, values)
+                    if run_id is not None and run_spent_usd is not None:
+                        self._conn.execute(
+                            "UPDATE runs SET spent_usd = ? WHERE id = ?", (run_spent_usd, run_id)
+                        )
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc) from None
 
     def update_scores(
         self, run_id: str, updates: list[tuple[float | None, float | None, str, str, str, str, int]]
@@ -295,6 +384,42 @@ def _sql_value(value: Any) -> Any:
     return value
 
 
+def _row_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    """The SQL values of one cell; text UTF-8 cannot hold is repaired and noted in ``flags``."""
+    values = [_sql_value(row.get(c)) for c in RESULT_COLUMNS]
+    repaired = 0
+    for i, value in enumerate(values):
+        if isinstance(value, str) and not value.isascii():
+            values[i], n = repair_text(value)
+            repaired += n
+    if repaired:
+        at = RESULT_COLUMNS.index("flags")
+        flags = json.loads(values[at]) if values[at] else []
+        if "text_repaired" not in flags:
+            flags.append("text_repaired")
+        values[at] = json.dumps(flags)
+    return tuple(values)
+
+
+def _issue_json(issue: Issue) -> str:
+    from .safe_text import repair_value
+
+    data, _ = repair_value(issue.model_dump(mode="python"))
+    return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def storage_error(path: Path, exc: BaseException) -> E.StorageError:
+    """A StorageError that names the file and says what to do for the usual causes."""
+    text = str(exc)
+    hint = ""
+    lowered = text.lower()
+    if "full" in lowered:
+        hint = ": the disk (or the database's size limit) is full; free space and resume"
+    elif "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+        hint = f": {path.parent} must be writable (set ORCHESTRATOR_HOME to a writable folder)"
+    return E.StorageError(f"cannot write {path}: {text}{hint}")
+
+
 def _with_dtypes(df: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
@@ -316,22 +441,23 @@ def results_df(
     run_id: str | None = None, *, home: str | Path | None = None, config: Any = None
 ) -> pd.DataFrame:
     """Results of ``run_id`` from the database under ORCHESTRATOR_HOME (or ``home``) as a DataFrame."""
-    store = open_store(home=home, config=config)
+    store = open_store(home=home, config=config, readonly=True)
     try:
         return store.results_df(run_id)
     finally:
         store.close()
 
 
-def open_store(*, home: str | Path | None = None, config: Any = None) -> ResultStore:
-    """The store under ``home``, else under the config's home (ORCHESTRATOR_HOME or beside the config)."""
+def open_store(*, home: str | Path | None = None, config: Any = None, readonly: bool = False) -> ResultStore:
+    """The store under ``home``, else under the config's home (ORCHESTRATOR_HOME or beside the config);
+    ``readonly`` for commands that only read."""
     if home is None:
         if config is None:
             from .config import load_config
 
             config = load_config()
         home = config.home
-    return ResultStore(default_db_path(Path(home)))
+    return ResultStore(default_db_path(Path(home)), readonly=readonly)
 
 
 def export_results(df: pd.DataFrame, path: str | Path, fmt: str) -> Path:

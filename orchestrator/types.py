@@ -81,6 +81,15 @@ class Completion(BaseModel):
     fallback_path: list[str] = Field(default_factory=list)
     request_hash: str | None = None
     provider_cost_usd: float | None = Field(default=None, description="cost the provider itself reported")
+    charged_usd: float | None = Field(
+        default=None,
+        description="what the budget counted for this call: the cost when known, else the worst case "
+        "reserved for it, plus the worst case of failed attempts that may have been billed",
+    )
+    flags: list[str] = Field(
+        default_factory=list,
+        description="what the client noticed and repaired: usage_missing, text_repaired, secret_redacted",
+    )
     raw: dict[str, Any] | None = Field(default=None, repr=False, description="the raw response body")
 
 

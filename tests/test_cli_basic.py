@@ -200,7 +200,7 @@ def test_ask_issue_file_jsonl_with_index(cli, tmp_path) -> None:
     assert code == 0, err
     assert OTHER["title"] in json.loads(out)["text"]
     code, out, err = cli("ask", "--model", "baseline/rules", "--issue-file", str(path), "--index", "5")
-    assert code == 1 and "out of range" in err and str(path) in err
+    assert code == 2 and "out of range" in err and str(path) in err
 
 
 # --------------------------------------------------------------------------- bad input
@@ -208,7 +208,7 @@ def test_ask_issue_file_jsonl_with_index(cli, tmp_path) -> None:
 
 def test_unknown_model_lists_known_ones(cli, project_config) -> None:
     code, out, err = cli("ask", "--model", "openai/gpt-99", "hello")
-    assert code == 1
+    assert code == 2  # bad input: exit 2, like argparse
     assert "openai/gpt-99" in err
     for model_id in load_config(project_config).models:
         assert model_id in err
@@ -219,7 +219,7 @@ def test_malformed_jsonl_names_file_and_line(cli, tmp_path) -> None:
     path = tmp_path / "broken.jsonl"
     path.write_text(json.dumps(ISSUE) + "\n" + '{"title": "half an object",\n', encoding="utf-8")
     code, out, err = cli("ask", "--model", "baseline/rules", "--issue-file", str(path), "--index", "1")
-    assert code == 1
+    assert code == 2
     assert f"{path}:2" in err and "invalid JSON" in err
     assert "Traceback" not in err
 
@@ -228,7 +228,7 @@ def test_malformed_json_file_names_file_and_line(cli, tmp_path) -> None:
     path = tmp_path / "broken.json"
     path.write_text('{\n  "title": "x",\n  "body": "y"\n  "labels": []\n}\n', encoding="utf-8")
     code, out, err = cli("ask", "--model", "baseline/rules", "--issue-file", str(path))
-    assert code == 1
+    assert code == 2
     assert str(path) in err
     assert re.search(r"line 4\b|:4\b", err), err
 
@@ -237,7 +237,7 @@ def test_malformed_json_file_is_a_clean_error(cli, tmp_path) -> None:
     path = tmp_path / "broken.json"
     path.write_text('{\n  "title": "x",\n  "body": "y"\n  "labels": []\n}\n', encoding="utf-8")
     code, out, err = cli("ask", "--model", "baseline/rules", "--issue-file", str(path))
-    assert code == 1
+    assert code == 2
     assert str(path) in err and "invalid JSON" in err
     assert "Traceback" not in err
 
@@ -247,14 +247,14 @@ def test_issue_file_missing_title_names_the_field(cli, tmp_path, suffix) -> None
     path = tmp_path / f"untitled{suffix}"
     path.write_text(json.dumps({"body": "no title here"}) + "\n", encoding="utf-8")
     code, out, err = cli("ask", "--model", "baseline/rules", "--issue-file", str(path))
-    assert code == 1
+    assert code == 2
     assert str(path) in err and "'title'" in err
     assert "Traceback" not in err
 
 
 def test_missing_issue_file_and_no_text(cli, tmp_path) -> None:
     code, out, err = cli("ask", "--model", "baseline/rules", "--issue-file", str(tmp_path / "nope.json"))
-    assert code == 1 and "nope.json" in err
+    assert code == 2 and "nope.json" in err
     code, out, err = cli("ask", "--model", "baseline/rules")
     assert code == 2 and "--issue-file" in err
 
@@ -263,7 +263,7 @@ def test_bad_config_is_a_clean_error(cli, tmp_path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[models."x/y"]\nprovider = "nope"\n', encoding="utf-8")
     code, out, err = cli("models", config=bad)
-    assert code == 1 and str(bad) in err and "provider" in err
+    assert code == 2 and str(bad) in err and "provider" in err
     assert "Traceback" not in err
 
 

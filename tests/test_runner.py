@@ -17,6 +17,7 @@ from openai_stub import StubServer
 
 from orchestrator.client import LLMClient
 from orchestrator.config import config_from_dict
+from orchestrator.modes import get_mode
 from orchestrator.runner import run_grid, run_grid_sync
 from orchestrator.store import RESULT_COLUMNS, ResultStore, export_results
 from orchestrator.types import Gold, Issue
@@ -179,7 +180,14 @@ def test_failed_cells_retried_only_with_retry_errors(tmp_path, isolated_home):
 def test_budget_stop_then_resume_with_higher_budget(tmp_path, stub, isolated_home):
     cfg = write_config(tmp_path, stub.url)
     issues = make_issues(10)
-    # estimate per call: ~prompt/4 * $10/M + 50 * $40/M = about $0.004; actual (100 in, 20 out) = $0.0018
+    # The budget reserves each call's worst case (prompt bytes as tokens at $10/M + 50 at $40/M), far
+    # above its actual cost (100 in, 20 out = $0.0018): 1.5 worst cases let one call through at a time.
+    probe = client_for(cfg, cache=False)
+    mode = get_mode("classify")
+    worst = probe._prepare(
+        probe.config.model_spec("openai/stub"), mode.messages(issues[0]), mode, {}, 0
+    ).worst_cost
+    budget = 1.5 * worst
     s = run_grid_sync(
         issues,
         ["openai/stub"],
@@ -187,14 +195,14 @@ def test_budget_stop_then_resume_with_higher_budget(tmp_path, stub, isolated_hom
         client=client_for(cfg, cache=False),
         progress=False,
         run_id="b1",
-        budget_usd=0.008,
+        budget_usd=budget,
         concurrency=2,
         cache=False,
     )
     assert s.status == "budget_exhausted"
     store = ResultStore(isolated_home / "results.sqlite")
     df = store.results_df("b1")
-    assert 0 < len(df) < 10 and df.cost_usd.sum() <= 0.008
+    assert 0 < len(df) < 10 and df.cost_usd.sum() <= budget
     assert stub.total == len(df)  # nothing was sent that is not in the store
     assert store.run("b1")["status"] == "budget_exhausted"
     s = run_grid_sync(

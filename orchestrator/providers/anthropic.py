@@ -63,15 +63,16 @@ SPEND_HINTS = (
 )
 
 
-def anthropic_usage(raw: dict[str, Any] | None) -> Usage:
-    """Map Anthropic ``usage`` onto the axes: its three input counts are already disjoint."""
-    if not raw:
-        return Usage(raw=raw)
+def anthropic_usage(raw: dict[str, Any] | None) -> Usage | None:
+    """Map Anthropic ``usage`` onto the axes (its three input counts are already disjoint); None when
+    there is none."""
+    if not isinstance(raw, dict) or not raw:
+        return None
     return Usage(
-        input_uncached=as_int(raw.get("input_tokens")),
-        cache_write=as_int(raw.get("cache_creation_input_tokens")),
-        cache_read=as_int(raw.get("cache_read_input_tokens")),
-        output=as_int(raw.get("output_tokens")),
+        input_uncached=as_int(raw.get("input_tokens"), "usage.input_tokens"),
+        cache_write=as_int(raw.get("cache_creation_input_tokens"), "usage.cache_creation_input_tokens"),
+        cache_read=as_int(raw.get("cache_read_input_tokens"), "usage.cache_read_input_tokens"),
+        output=as_int(raw.get("output_tokens"), "usage.output_tokens"),
         raw=raw,
     )
 

@@ -58,7 +58,7 @@ class ProviderResponse:
     """What an adapter returns; the client turns it into a Completion."""
 
     text: str
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage | None = field(default_factory=Usage)  # None: the provider reported no usage at all
     served_model: str | None = None
     finish_reason: str | None = None
     request_id: str | None = None
@@ -216,7 +216,7 @@ class HttpAdapter(Adapter):
     def map_error(self, req: ChatRequest, status: int, headers: Any, body: Any, text: str) -> E.ProviderError:
         return error_for_status(
             status,
-            self.error_message(body),
+            self.error_message(body) or body_snippet(text),
             provider=self.name,
             model=req.spec.id,
             headers=headers,
@@ -235,7 +235,8 @@ class HttpAdapter(Adapter):
         """Type a transport failure by its root cause.
 
         httpx-aiohttp maps every aiohttp connection error (refused, reset, server disconnected) to
-        ``httpx.ConnectTimeout``; the aiohttp exception it chains tells what really happened.
+        ``httpx.ConnectTimeout``; the aiohttp exception it chains tells what really happened. Only a
+        failure to connect proves the request never reached the server; anything later may be billed.
         """
         import httpx
 
@@ -247,52 +248,97 @@ class HttpAdapter(Adapter):
         )
         if cause is None:
             timed_out = isinstance(exc, httpx.TimeoutException)
+        never_sent = isinstance(exc, httpx.ConnectError) or type(cause).__name__ in (
+            "ClientConnectorError",
+            "ClientConnectorDNSError",
+            "ConnectionTimeoutError",
+        )
+        billed = not never_sent
         if timed_out:
-            return self.err(E.ProviderTimeoutError, f"timed out ({type(cause or exc).__name__})", req)
+            name = type(cause or exc).__name__
+            return self.err(E.ProviderTimeoutError, f"timed out ({name})", req, maybe_billed=billed)
         detail = f"{type(cause or exc).__name__}: {cause or exc}"
-        return self.err(E.ConnectionFailedError, f"connection failed: {detail}", req)
+        return self.err(E.ConnectionFailedError, f"connection failed: {detail}", req, maybe_billed=billed)
 
     async def send(self, req: ChatRequest, pool: HttpPool) -> ProviderResponse:
+        """Send one request and parse its answer; the only place an adapter touches the network.
+
+        The whole attempt (connect, send, every read) must finish within ``spec.attempt_deadline``:
+        a server that drips one byte a second never trips the per-read timeout, but trips this. The body
+        is read within ``spec.max_response_bytes`` (compressed and decoded, see :mod:`orchestrator.http`).
+        """
         import httpx
 
+        from ..http import BadEncoding, BodyTooLarge
+
+        spec = req.spec
         call = self.build_request(req)
-        timeout = httpx.Timeout(req.spec.timeout, connect=req.spec.connect_timeout)
+        timeout = httpx.Timeout(spec.timeout, connect=spec.connect_timeout)
+        deadline = asyncio.timeout(spec.attempt_deadline)
         try:
-            response = await pool.post(
-                call.url,
-                base_url=self.base_url(req.spec),
-                headers=call.headers,
-                json_body=call.json,
-                timeout=timeout,
-            )
-            content = await response.aread()
+            async with deadline:
+                response = await pool.post(
+                    call.url,
+                    base_url=self.base_url(spec),
+                    headers=call.headers,
+                    json_body=call.json,
+                    timeout=timeout,
+                    max_bytes=spec.max_response_bytes,
+                )
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise self.err(
+                E.ProviderTimeoutError,
+                f"no complete response within the {spec.attempt_deadline:g} s deadline for one attempt "
+                "(the model's `deadline`, by default connect_timeout + timeout)",
+                req,
+                maybe_billed=True,
+            ) from None
+        except BodyTooLarge as exc:
+            raise self.err(
+                E.ResponseTooLargeError,
+                f"{exc}: stopped reading (the model's max_response_bytes is {spec.max_response_bytes:,})",
+                req,
+                maybe_billed=True,
+            ) from None
+        except BadEncoding as exc:
+            raise self.err(E.MalformedResponseError, str(exc), req, maybe_billed=True) from None
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise self.transport_error(exc, req) from None
+        return self.read_response(req, response.status_code, response.headers, response.content)
+
+    def read_response(self, req: ChatRequest, status: int, headers: Any, content: bytes) -> ProviderResponse:
+        """Turn a status, headers and body into a ProviderResponse or a typed error (pure)."""
         text = content.decode("utf-8", errors="replace")
+        if 300 <= status < 400:
+            raise self._redirect_error(req, status, headers, text)
         try:
             body: Any = json.loads(text) if text.strip() else None
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError, a huge integer, nesting too deep
             body = None
-            if response.status_code < 400:
+            if status < 400:
                 raise self.err(
                     E.MalformedResponseError,
                     "response body is not valid JSON (truncated or garbled)",
                     req,
-                    status=response.status_code,
+                    status=status,
                     body=text,
+                    maybe_billed=True,
                 ) from None
-        if response.status_code >= 400:
-            raise self.map_error(req, response.status_code, response.headers, body, text)
+        if status >= 400:
+            raise self.map_error(req, status, headers, body, text)
         if not isinstance(body, dict):
             raise self.err(
                 E.MalformedResponseError,
-                "response body is not a JSON object",
+                f"response body is not a JSON object (got {type(body).__name__})",
                 req,
-                status=response.status_code,
+                status=status,
                 body=text,
+                maybe_billed=True,
             )
         try:
-            parsed = self.parse_response(req, body, response.headers)
+            parsed = self.parse_response(req, body, headers)
         except E.ProviderError:
             raise
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -300,16 +346,65 @@ class HttpAdapter(Adapter):
                 E.MalformedResponseError,
                 f"unexpected response shape: {type(exc).__name__}: {exc}",
                 req,
-                status=response.status_code,
+                status=status,
                 body=text,
+                maybe_billed=True,
             ) from None
+        if not isinstance(parsed.text, str):
+            raise self.err(
+                E.MalformedResponseError,
+                f"the answer's text is a {type(parsed.text).__name__}, not a string",
+                req,
+                status=status,
+                body=text,
+                maybe_billed=True,
+            )
         parsed.raw = body
         return parsed
 
+    def _redirect_error(self, req: ChatRequest, status: int, headers: Any, text: str) -> E.ProviderError:
+        from urllib.parse import urlsplit
 
-def as_int(value: Any) -> int:
-    """Token counts arrive as ints, null or missing; treat the last two as 0."""
-    return int(value) if isinstance(value, (int, float)) else 0
+        location = (headers.get("location") if headers is not None else None) or ""
+        here = urlsplit(self.base_url(req.spec)).netloc
+        there = urlsplit(location).netloc
+        if there and there != here:
+            what = f"redirects to another host ({there}, from {here})"
+        else:
+            what = f"redirects to {location or 'an unnamed location'}"
+        return self.err(
+            E.BadRequestError,
+            f"HTTP {status}: the server {what}; redirects are not followed, so that a key is never sent "
+            "to a host you did not configure: set base_url to the final address",
+            req,
+            status=status,
+            body=text,
+        )
+
+
+def body_snippet(text: str, limit: int = 300) -> str:
+    """The start of a non-JSON error body (an HTML error page, a proxy's text), on one line."""
+    return " ".join(text.split())[:limit]
+
+
+# A usage count above this is garbage, not tokens (the largest context windows are ~10^7).
+MAX_TOKEN_COUNT = 10**10
+
+
+def as_int(value: Any, name: str = "usage count") -> int:
+    """A token count: a non-negative integer (an integral float such as 12.0 is accepted); null or
+    missing is 0. Anything else (negative, fractional, a string, a bool, NaN) raises ValueError naming
+    ``name``: the response is malformed, and a negative count must never become a negative cost."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} is {value!r}, not a non-negative integer")
+    if isinstance(value, float) and not value.is_integer():  # NaN and inf included
+        raise ValueError(f"{name} is {value!r}, not a non-negative integer")
+    count = int(value)
+    if count < 0 or count > MAX_TOKEN_COUNT:
+        raise ValueError(f"{name} is {value!r}, not a plausible non-negative token count")
+    return count
 
 
 def request_header_id(headers: Any) -> str | None:

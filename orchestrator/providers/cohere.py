@@ -27,11 +27,16 @@ FINISH_REASONS = {
 }
 
 
-def cohere_usage(raw: dict[str, Any] | None) -> Usage:
-    """Billed units onto the axes; ``Usage.raw`` keeps the whole object (``tokens``, ``cached_tokens``)."""
-    billed = (raw or {}).get("billed_units") or {}
+def cohere_usage(raw: dict[str, Any] | None) -> Usage | None:
+    """Billed units onto the axes; ``Usage.raw`` keeps the whole object (``tokens``, ``cached_tokens``).
+    None when nothing billed is reported (``tokens`` alone is not what is billed)."""
+    billed = (raw or {}).get("billed_units") if isinstance(raw, dict) else None
+    if not isinstance(billed, dict) or not billed:
+        return None
     return Usage(
-        input_uncached=as_int(billed.get("input_tokens")), output=as_int(billed.get("output_tokens")), raw=raw
+        input_uncached=as_int(billed.get("input_tokens"), "usage.billed_units.input_tokens"),
+        output=as_int(billed.get("output_tokens"), "usage.billed_units.output_tokens"),
+        raw=raw,
     )
 
 

@@ -32,17 +32,18 @@ FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length", **{r: "content_filter"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
-def gemini_usage(raw: dict[str, Any] | None) -> Usage:
-    """``usageMetadata`` onto the axes: cached tokens come out of the prompt count, thoughts are apart."""
-    if not raw:
-        return Usage(raw=raw)
-    prompt = as_int(raw.get("promptTokenCount"))
-    cached = as_int(raw.get("cachedContentTokenCount"))
+def gemini_usage(raw: dict[str, Any] | None) -> Usage | None:
+    """``usageMetadata`` onto the axes: cached tokens come out of the prompt count, thoughts are apart.
+    None when there is none."""
+    if not isinstance(raw, dict) or not raw:
+        return None
+    prompt = as_int(raw.get("promptTokenCount"), "usageMetadata.promptTokenCount")
+    cached = as_int(raw.get("cachedContentTokenCount"), "usageMetadata.cachedContentTokenCount")
     return Usage(
         input_uncached=max(0, prompt - cached),
         cache_read=cached,
-        output=as_int(raw.get("candidatesTokenCount")),
-        reasoning=as_int(raw.get("thoughtsTokenCount")),
+        output=as_int(raw.get("candidatesTokenCount"), "usageMetadata.candidatesTokenCount"),
+        reasoning=as_int(raw.get("thoughtsTokenCount"), "usageMetadata.thoughtsTokenCount"),
         raw=raw,
     )
 
@@ -120,7 +121,7 @@ class GeminiAdapter(HttpAdapter):
 
     def parse_response(self, req: ChatRequest, body: dict[str, Any], headers: Any) -> ProviderResponse:
         blocked = (body.get("promptFeedback") or {}).get("blockReason")
-        if blocked:
+        if blocked and blocked != "BLOCK_REASON_UNSPECIFIED":  # the spec's "default value. Unused."
             raise self.err(E.ContentFilteredError, f"the prompt was blocked (blockReason: {blocked})", req)
         candidates = body.get("candidates") or []
         if not candidates:

@@ -17,11 +17,16 @@ from .base import ChatRequest, HttpAdapter, HttpCall, ProviderResponse, api_key,
 DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
 
 
-def ollama_usage(body: dict[str, Any]) -> Usage:
-    """Counts onto the axes; ``raw`` keeps the counts and the nanosecond durations."""
+def ollama_usage(body: dict[str, Any]) -> Usage | None:
+    """Counts onto the axes; ``raw`` keeps the counts and the nanosecond durations. None when neither
+    count is reported."""
+    if "prompt_eval_count" not in body and "eval_count" not in body:
+        return None
     raw = {k: body[k] for k in ("prompt_eval_count", "eval_count", *DURATIONS) if k in body}
     return Usage(
-        input_uncached=as_int(body.get("prompt_eval_count")), output=as_int(body.get("eval_count")), raw=raw
+        input_uncached=as_int(body.get("prompt_eval_count"), "prompt_eval_count"),
+        output=as_int(body.get("eval_count"), "eval_count"),
+        raw=raw,
     )
 
 

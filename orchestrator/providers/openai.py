@@ -14,15 +14,21 @@ from ..types import Usage
 from .base import ChatRequest, HttpAdapter, HttpCall, ProviderResponse, api_key, as_int, request_header_id
 
 
-def openai_usage(raw: dict[str, Any] | None) -> Usage:
-    """Map an OpenAI-shaped ``usage`` object onto the disjoint axes."""
-    if not raw:
-        return Usage(raw=raw)
-    prompt = as_int(raw.get("prompt_tokens"))
-    completion = as_int(raw.get("completion_tokens"))
-    cached = as_int((raw.get("prompt_tokens_details") or {}).get("cached_tokens"))
-    cache_write = as_int((raw.get("prompt_tokens_details") or {}).get("cache_write_tokens"))
-    reasoning = as_int((raw.get("completion_tokens_details") or {}).get("reasoning_tokens"))
+def openai_usage(raw: dict[str, Any] | None) -> Usage | None:
+    """Map an OpenAI-shaped ``usage`` object onto the disjoint axes; None when there is none."""
+    if not isinstance(raw, dict) or not raw:
+        return None
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    prompt = as_int(raw.get("prompt_tokens"), "usage.prompt_tokens")
+    completion = as_int(raw.get("completion_tokens"), "usage.completion_tokens")
+    cached = as_int(prompt_details.get("cached_tokens"), "usage.prompt_tokens_details.cached_tokens")
+    cache_write = as_int(
+        prompt_details.get("cache_write_tokens"), "usage.prompt_tokens_details.cache_write_tokens"
+    )
+    reasoning = as_int(
+        completion_details.get("reasoning_tokens"), "usage.completion_tokens_details.reasoning_tokens"
+    )
     return Usage(
         input_uncached=max(0, prompt - cached - cache_write),
         cache_read=cached,
