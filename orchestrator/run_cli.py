@@ -5,12 +5,41 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import OrchestratorError
+from .cli_args import comma_list, non_negative_float, positive_int, safe_run_id
+from .errors import OrchestratorError, UsageError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+def _mode_list(value: str) -> list[str]:
+    """``--modes``: comma-separated names of known modes."""
+    from .modes import MODES
+
+    names = comma_list(value)
+    unknown = [m for m in names if m not in MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown mode {', '.join(map(repr, unknown))}; known modes: {', '.join(MODES)}"
+        )
+    return names
+
+
+def _check_models(cfg: Config, models: list[str], judge: str | None) -> None:
+    """Every model id (and the judge) must be configured; the error names the flag and the known ids."""
+    known = ", ".join(sorted(cfg.models))
+    for flag, ids in (("--models", models), ("--judge", [judge] if judge else [])):
+        for model_id in ids:
+            if model_id not in cfg.models:
+                raise UsageError(
+                    f"{flag}: unknown model id {model_id!r} in {cfg.path or 'the config'}; known models: {known}"
+                )
+
+
+def _warn_repair(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -20,15 +49,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import dataset_label, run_grid
 
     cfg = load_config(args.config)
-    issues = load_issues(args.dataset, split=args.split)
-    if args.limit:
+    models = args.models or [cfg.default_model]
+    _check_models(cfg, models, args.judge)
+    issues = load_issues(args.dataset, split=args.split, on_repair=_warn_repair)
+    if args.limit is not None:
         issues = issues[: args.limit]
     if not issues:
         raise OrchestratorError(
             f"{args.dataset}: no issues" + (f" in split {args.split!r}" if args.split else "")
         )
-    models = _csv(args.models) if args.models else [cfg.default_model]
-    modes = _csv(args.modes)
+    modes = args.modes
+    if args.estimate or args.budget is not None:
+        from .estimate import estimate_grid
+
+        estimate = estimate_grid(
+            issues,
+            models,
+            modes,
+            repeats=args.repeats,
+            config=cfg,
+            budget_usd=args.budget,
+            run_id=args.run_id,
+            cache=not args.no_cache,
+            retry_errors=args.retry_errors,
+            concurrency=args.concurrency,
+        )
+        if args.estimate:
+            print(estimate)
+            return 0
+        if estimate.budget_warning:
+            print(f"warning: {estimate.budget_warning}", file=sys.stderr)
     client = LLMClient(cfg, cache=not args.no_cache)
     try:
         summary = client.run_sync(
@@ -173,16 +223,31 @@ def register(sub) -> None:
     p = sub.add_parser("run", help="run a benchmark grid: issues × models × modes × repeats")
     p.add_argument("--dataset", required=True, help="issues JSONL (e.g. datasets/sample.jsonl)")
     p.add_argument("--split", choices=["dev", "test"], help="only this split")
-    p.add_argument("--models", help="comma-separated model ids (default: the default model)")
-    p.add_argument("--modes", default="classify", help="comma-separated modes (default: classify)")
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--budget", type=float, help="stop issuing calls once this many USD are spent")
-    p.add_argument("--run-id", help="resume (or name) a run")
+    p.add_argument("--models", type=comma_list, help="comma-separated model ids (default: the default model)")
+    p.add_argument(
+        "--modes", type=_mode_list, default="classify", help="comma-separated modes (default: classify)"
+    )
+    p.add_argument("--repeats", type=positive_int, default=1, help="samples per cell, 1 or more")
+    p.add_argument("--concurrency", type=positive_int, default=8, help="calls in flight, 1 or more")
+    p.add_argument(
+        "--budget",
+        type=non_negative_float,
+        help="stop issuing calls once this many USD are spent (0: only free models and cached answers)",
+    )
+    p.add_argument(
+        "--run-id", type=safe_run_id, help="resume (or name) a run: letters, digits, '.', '_', '-'"
+    )
     p.add_argument("--retry-errors", action="store_true", help="when resuming, retry cells that failed")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     p.add_argument("--judge", help="model id of an LLM judge for explain answers")
-    p.add_argument("--limit", type=int, help="only the first N issues")
+    p.add_argument(
+        "--limit", type=positive_int, help="only the first N issues, 1 or more (omit it for all issues)"
+    )
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the calls, expected cost and worst case per model, then exit without calling any model",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("runs", help="list benchmark runs")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from .client import LLMClient
     from .config import Config
+    from .estimate import GridEstimate
     from .runner import RunSummary
     from .types import Issue
 
@@ -38,6 +39,7 @@ __all__ = [
     "compare_answers",
     "compare_runs",
     "config_diff",
+    "estimate_benchmark",
     "explore_widget",
     "find_issues",
     "load_bench_config",
@@ -343,6 +345,36 @@ class Benchmark:
     @property
     def has_dev_rows(self) -> bool:
         return bool((self.df["split"] == "dev").fillna(False).any()) if len(self.df) else False
+
+
+def estimate_benchmark(
+    dataset: str | os.PathLike[str] = "datasets/sample.jsonl",
+    *,
+    split: str | None = None,
+    models: str | Sequence[str] = "baseline/rules",
+    modes: str | Sequence[str] = "classify",
+    repeats: int = 1,
+    concurrency: int = 2,
+    budget_usd: float | None = None,
+    run_id: str | None = None,
+    config: Config | str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    max_tokens: int | None = None,
+) -> GridEstimate:
+    """What :func:`run_benchmark` with the same arguments would call and cost; nothing is sent."""
+    from .estimate import estimate_grid
+
+    cfg = load_bench_config(config, max_tokens=max_tokens)
+    return estimate_grid(
+        load_issues(dataset, split=split, limit=limit, config=cfg),
+        split_list(models),
+        split_list(modes),
+        repeats=int(repeats),
+        config=cfg,
+        budget_usd=budget_usd,
+        run_id=run_id,
+        concurrency=int(concurrency),
+    )
 
 
 def run_benchmark(
