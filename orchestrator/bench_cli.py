@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import OrchestratorError
+from .cli_args import non_negative_float, safe_run_id
+from .errors import UsageError
 
 # The embedded default runs two local CPU models: their outputs are capped for the bench so that the default
 # report comes out within minutes on two cores (the config file keeps its max_tokens; -p max_tokens None lifts it).
@@ -46,7 +47,7 @@ def build_parameters(args: argparse.Namespace, known: dict[str, Any] | None = No
     if known is not None:
         unknown = sorted(set(params) - set(known))
         if unknown:
-            raise OrchestratorError(
+            raise UsageError(
                 f"unknown notebook parameter(s): {', '.join(unknown)}; the benchmark notebook takes: "
                 f"{', '.join(known)}"
             )
@@ -111,7 +112,7 @@ def _print_summary(cfg: Any, run_id: str) -> None:
     from .run_cli import format_summary
     from .store import open_store
 
-    store = open_store(config=cfg)
+    store = open_store(config=cfg, readonly=True)
     try:
         df = store.results_df(run_id)
         run = store.run(run_id)
@@ -148,7 +149,9 @@ def register(sub: Any) -> None:
         help="comma-separated model ids (default: local/smollm2, local/smollm2-creative, baseline/rules)",
     )
     p.add_argument("--modes", help="comma-separated modes (default: classify,summarize,fix,explain)")
-    p.add_argument("--budget", type=float, help="stop issuing calls once this many USD are spent")
+    p.add_argument(
+        "--budget", type=non_negative_float, help="stop issuing calls once this many USD are spent"
+    )
     p.add_argument(
         "-p",
         "--parameter",
@@ -159,7 +162,11 @@ def register(sub: Any) -> None:
         "values are Python literals, else strings",
     )
     p.add_argument("--with-code", action="store_true", help="show the code cells in the HTML report")
-    p.add_argument("--run-id", help="the run id (default: a new one); an existing run resumes")
+    p.add_argument(
+        "--run-id",
+        type=safe_run_id,
+        help="the run id (default: a new one; letters, digits, '.', '_', '-'); an existing run resumes",
+    )
     p.add_argument("--output-dir", default="reports", type=Path, help="where the .ipynb and .html go")
     p.add_argument("--notebook", help=argparse.SUPPRESS)
     p.add_argument("--timeout", type=float, default=None, help=argparse.SUPPRESS)

@@ -396,8 +396,10 @@ def bench(
 
     cfg_path = find_config_path(config)
     root = project_root(_PathConfig(cfg_path))
+    from .cli_args import check_run_id
+
     params = dict(parameters or {})
-    run_id = run_id or params.get("run_id") or new_run_id()
+    run_id = check_run_id(str(run_id or params.get("run_id") or new_run_id()))  # it names two files
     params["run_id"] = run_id
     if cfg_path.parent != Path(__file__).parent:  # not the package's default.toml
         params.setdefault("config", _relative_to(cfg_path, root))

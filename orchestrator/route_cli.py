@@ -7,7 +7,7 @@ import argparse
 from datetime import date
 from pathlib import Path
 
-from .errors import OrchestratorError
+from .errors import OrchestratorError, UsageError
 
 
 def _load(args: argparse.Namespace):
@@ -17,11 +17,11 @@ def _load(args: argparse.Namespace):
 
     path = find_config_path(getattr(args, "config", None))
     cfg = load_config(path)
-    store = open_store(config=cfg)
+    store = open_store(config=cfg, readonly=True)
     try:
         run = store.run(args.run_id)
         if run is None:
-            raise OrchestratorError(f"no run {args.run_id!r} in {store.path}; `orchestrator runs` lists them")
+            raise UsageError(f"no run {args.run_id!r} in {store.path}; `orchestrator runs` lists them")
         df = store.results_df(args.run_id)
     finally:
         store.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_args import comma_list, non_negative_float, positive_int, safe_run_id
-from .errors import OrchestratorError, UsageError
+from .errors import UsageError
 
 if TYPE_CHECKING:
     from .config import Config
@@ -55,9 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.limit is not None:
         issues = issues[: args.limit]
     if not issues:
-        raise OrchestratorError(
-            f"{args.dataset}: no issues" + (f" in split {args.split!r}" if args.split else "")
-        )
+        raise UsageError(f"{args.dataset}: no issues" + (f" in split {args.split!r}" if args.split else ""))
     modes = args.modes
     if args.estimate or args.budget is not None:
         from .estimate import estimate_grid
@@ -115,7 +113,7 @@ def _print_summary_table(cfg, run_id: str) -> None:
     from .analysis import summary_table
     from .store import open_store
 
-    store = open_store(config=cfg)
+    store = open_store(config=cfg, readonly=True)
     try:
         df = store.results_df(run_id)
     finally:
@@ -152,7 +150,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from .config import load_config
     from .store import open_store
 
-    store = open_store(config=load_config(args.config))
+    store = open_store(config=load_config(args.config), readonly=True)
     try:
         runs = store.runs()
     finally:
@@ -175,10 +173,10 @@ def cmd_results(args: argparse.Namespace) -> int:
     from .config import load_config
     from .store import export_results, open_store
 
-    store = open_store(config=load_config(args.config))
+    store = open_store(config=load_config(args.config), readonly=True)
     try:
         if store.run(args.run_id) is None:
-            raise OrchestratorError(f"no run {args.run_id!r} in {store.path}; `orchestrator runs` lists them")
+            raise UsageError(f"no run {args.run_id!r} in {store.path}; `orchestrator runs` lists them")
         df = store.results_df(args.run_id)
     finally:
         store.close()
@@ -193,7 +191,7 @@ def cmd_results(args: argparse.Namespace) -> int:
                 df.to_json(orient="records", date_format="iso", force_ascii=False, indent=1) + "\n"
             )
         else:
-            raise OrchestratorError("parquet needs -o FILE")
+            raise UsageError("parquet needs -o FILE")
     return 0
 
 
@@ -208,7 +206,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     client = LLMClient(cfg)
     try:
         if store.run(args.run_id) is None:
-            raise OrchestratorError(f"no run {args.run_id!r} in {store.path}")
+            raise UsageError(f"no run {args.run_id!r} in {store.path}")
         n = client.run_sync(rescore_run(store, args.run_id, client=client, judge_model=args.judge))
     finally:
         store.close()

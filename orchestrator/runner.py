@@ -78,6 +78,8 @@ class RunSummary:
 # How long a finished cell may wait to be committed with the next ones. An answer is in the response cache
 # before it reaches the writer, so even a kill -9 in this window does not bill a resumed cell twice.
 WRITE_COALESCE_S = 0.05
+# After the writer fails, how long calls already in flight may take to finish (and be cached).
+HALT_GRACE_S = 30.0
 
 
 def new_run_id() -> str:
@@ -266,7 +268,8 @@ async def _run_locked(
         spent_before_usd=spent_before,
     )
     ledger = Ledger(budget_usd=None if budget_usd is None else max(0.0, budget_usd - spent_before))
-    stop = asyncio.Event()
+    stop = asyncio.Event()  # the budget: no further calls, the run ends budget_exhausted
+    halt = asyncio.Event()  # nothing can be stored: no further calls, the run ends failed
     bar = _progress(total, summary.cells_done_before, progress, run_id)
     started = time.perf_counter()
     queue: Iterator[tuple] = iter(todo)
@@ -283,10 +286,14 @@ async def _run_locked(
 
     async def worker() -> None:
         for issue, model, mode, repeat in queue:
+            if halt.is_set():
+                return
             if stop.is_set():
                 summary.skipped_for_budget += 1
                 continue
             outcome = await _call_cell(client, issue, model, mode, repeat, cache, ledger, run_id)
+            if halt.is_set():  # nothing can be stored now; the answer is in the response cache
+                return
             if outcome is None:  # budget: the call was not sent
                 stop.set()
                 summary.skipped_for_budget += 1
@@ -357,12 +364,13 @@ async def _run_locked(
         n_workers = min(concurrency, max(1, len(todo)))
         workers = asyncio.ensure_future(asyncio.gather(*(worker() for _ in range(n_workers))))
         try:
-            await asyncio.wait({writing, workers}, return_when=asyncio.FIRST_COMPLETED)
-            if writing.done():  # the writer died while workers were calling: stop them at once
-                workers.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await workers
-                await writing  # raises the writer's error
+            pending = {writing, workers, saving}
+            while not workers.done():
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                failed = [t for t in done if t is not workers and (t is writing or t.exception())]
+                if failed:  # the writer died, or the issues could not be saved: stop calling at once
+                    await _halt_workers(workers, halt, finished, grace_s=HALT_GRACE_S if cache else 0.0)
+                    await failed[0]  # raises its error
             await workers
         finally:
             closing.append(True)
@@ -405,6 +413,23 @@ async def _run_locked(
         if bar is not None:
             bar.close()
     return summary
+
+
+async def _halt_workers(
+    workers: asyncio.Future, halt: asyncio.Event, finished: asyncio.Queue, grace_s: float
+) -> None:
+    """No new call goes out; calls in flight may finish for ``grace_s`` so that their answers (paid for)
+    land in the response cache and a resume does not pay again; then the rest are cancelled."""
+    halt.set()
+    until = time.monotonic() + grace_s
+    while not workers.done() and time.monotonic() < until:
+        while not finished.empty():  # nobody stores these now: unblock workers waiting to hand over
+            finished.get_nowait()
+        await asyncio.wait({workers}, timeout=0.05)
+    if not workers.done():
+        workers.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await workers
 
 
 def _failure_message(exc: Exception, summary: RunSummary, run_id: str, cache: bool) -> str:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors as E
 from .cache import connect, connect_readonly
+from .run_lock import SCHEMA as LOCK_SCHEMA
 from .safe_text import repair_text
 
 if TYPE_CHECKING:
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 
     from .types import Issue
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     created TEXT NOT NULL,
@@ -90,6 +92,8 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_run ON results (run_id);
 """
+    + LOCK_SCHEMA
+)
 
 RESULT_COLUMNS = [
     "run_id",
@@ -165,6 +169,7 @@ class ResultStore:
                 self._conn.backup(copy)
                 self._conn.close()
                 self._conn = copy
+                self._conn.executescript(SCHEMA)
                 self._migrate()
             return
         self._conn = connect(self.path)
@@ -176,6 +181,9 @@ class ResultStore:
             raise storage_error(self.path, exc) from None
 
     def _missing_columns(self) -> bool:
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "runs" in tables and "run_locks" not in tables:
+            return True
         for table, columns in _ADDED_COLUMNS.items():
             have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
             if have and set(columns) - have:
@@ -204,14 +212,14 @@ class ResultStore:
         """Create the run, or mark an existing one running again. Returns True when it already existed."""
         now = now_iso()
         with self._lock:
-            row = self._conn.execute("SELECT id FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = self._execute("SELECT id FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row:
-                self._conn.execute(
+                self._execute(
                     "UPDATE runs SET status = 'running', updated = ?, params = ?, config_snapshot = ? WHERE id = ?",
                     (now, json.dumps(params), json.dumps(config_snapshot), run_id),
                 )
                 return True
-            self._conn.execute(
+            self._execute(
                 "INSERT INTO runs (id, created, updated, status, dataset, split, git_commit, params, config_snapshot)"
                 " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
                 (
@@ -267,8 +275,13 @@ class ResultStore:
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run, newest first, with cell counts, errors and money spent."""
+        # a run left 'running' by a process that died holds no lease: say it was interrupted
         sql = """
-            SELECT r.id, r.created, r.status, r.dataset, r.split,
+            SELECT r.id, r.created,
+                   CASE WHEN r.status = 'running' AND NOT EXISTS
+                        (SELECT 1 FROM run_locks l WHERE l.run_id = r.id) THEN 'interrupted'
+                        ELSE r.status END AS status,
+                   r.dataset, r.split,
                    COUNT(x.run_id) AS cells,
                    SUM(CASE WHEN x.error_type != '' THEN 1 ELSE 0 END) AS errors,
                    MAX(COALESCE(r.spent_usd, 0), COALESCE(SUM(COALESCE(x.charged_usd, x.cost_usd)), 0))
@@ -286,12 +299,22 @@ class ResultStore:
 
     def save_issues(self, run_id: str, issues: Iterable[Issue]) -> None:
         rows = [(run_id, i.id, _issue_json(i)) for i in issues]
+        self._transaction("INSERT OR REPLACE INTO run_issues (run_id, issue_id, issue) VALUES (?,?,?)", rows)
+
+    def _transaction(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """``executemany`` in one transaction, rolled back and raised as a StorageError on failure."""
         with self._lock:
-            self._conn.execute("BEGIN")
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO run_issues (run_id, issue_id, issue) VALUES (?,?,?)", rows
-            )
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("BEGIN")
+                try:
+                    self._conn.executemany(sql, rows)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc) from None
 
     def issues(self, run_id: str) -> dict[str, Issue]:
         from .types import Issue
@@ -349,14 +372,11 @@ class ResultStore:
         self, run_id: str, updates: list[tuple[float | None, float | None, str, str, str, str, int]]
     ) -> None:
         """Rows of (score, judge_score, scores_json, issue_id, model, mode, repeat)."""
-        with self._lock:
-            self._conn.execute("BEGIN")
-            self._conn.executemany(
-                "UPDATE results SET score = ?, judge_score = ?, scores = ? "
-                "WHERE run_id = ? AND issue_id = ? AND model = ? AND mode = ? AND repeat = ?",
-                [(s, j, d, run_id, i, m, md, r) for s, j, d, i, m, md, r in updates],
-            )
-            self._conn.execute("COMMIT")
+        self._transaction(
+            "UPDATE results SET score = ?, judge_score = ?, scores = ? "
+            "WHERE run_id = ? AND issue_id = ? AND model = ? AND mode = ? AND repeat = ?",
+            [(s, j, d, run_id, i, m, md, r) for s, j, d, i, m, md, r in updates],
+        )
 
     def results_df(self, run_id: str | None = None) -> pd.DataFrame:
         """The results of one run (or every run) as a DataFrame with proper dtypes."""

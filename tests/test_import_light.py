@@ -145,3 +145,27 @@ def test_the_shim_would_see_a_socket() -> None:
     )
     kinds = [kind for kind, _ in report["sockets_after"]]
     assert kinds == ["socket", "connect_ex"]
+
+
+# Everything `import orchestrator` may load, beyond what the interpreter already had: the package itself
+# and the pieces of `typing` it names. An allowlist rather than a denylist: any new eager import (nbformat,
+# pydantic, a provider module) fails this test, whatever it is.
+IMPORT_ALLOWLIST = {"orchestrator", "typing", "_typing", "collections", "importlib", "types", "abc"}
+
+
+def test_import_loads_only_allowlisted_modules() -> None:
+    report = run_shim("report['stdlib'] = sorted(sys.stdlib_module_names)")
+    loaded = report["modules"]
+    unexpected = [m for m in loaded if m.split(".")[0] not in IMPORT_ALLOWLIST]
+    assert not unexpected, f"import orchestrator now also loads: {unexpected}"
+    assert [m for m in loaded if m.startswith("orchestrator")] == ["orchestrator"]
+
+
+def test_the_allowlist_would_catch_an_eager_import(tmp_path) -> None:
+    """The check itself works: a stand-in package that imports ``fractions`` eagerly is caught."""
+    pkg = tmp_path / "orchestrator"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import fractions\n")
+    report = run_shim(cwd=str(tmp_path))  # the working directory comes first on sys.path
+    caught = [m for m in report["modules"] if m.split(".")[0] not in IMPORT_ALLOWLIST]
+    assert "fractions" in caught
