@@ -62,6 +62,7 @@ FALLBACK_ON: tuple[type[E.ProviderError], ...] = (
     E.ProviderTimeoutError,
     E.ConnectionFailedError,
     E.MalformedResponseError,
+    E.ResponseTooLargeError,
     E.RateLimitedError,
     E.QuotaExhaustedError,
     E.ContextTooLongError,
@@ -76,6 +77,7 @@ BREAKER_ON: tuple[type[E.ProviderError], ...] = (
     E.ProviderTimeoutError,
     E.ConnectionFailedError,
     E.MalformedResponseError,
+    E.ResponseTooLargeError,
     E.RateLimitedError,
     E.QuotaExhaustedError,
     E.AuthError,
@@ -300,6 +302,7 @@ class LLMClient:
                 if hit is not None:
                     hit.attempts = sent
                     hit.fallback_path = [*tried, model_id]
+                    hit.charged_usd = spend.charged  # failed attempts earlier in the chain, if any
                     return hit
             spec = call.spec
             if self.breaker.is_open(model_id) and not last:

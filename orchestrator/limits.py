@@ -1,31 +1,68 @@
-"""Rate limits shared by every concurrent task in the process: requests/minute, tokens/minute, concurrency.
+"""Rate limits shared by every concurrent task: requests/minute, tokens/minute, concurrency, 429 pauses.
 
 Scopes: one bucket per model config (its ``limits``) and, where a model declares ``account_limits``, one
 per provider and key. Buckets live in one process-wide :class:`Limiter` so that every client, every task
 and every event loop (a notebook's and the client's background loop) draws from the same budget.
 
-- **RPM**: requests are spaced evenly, one every ``60/rpm`` seconds, rather than drawn from a bucket of a
-  whole minute's quota: aiolimiter's leaky bucket lets a full minute's requests out at once, which exceeds
-  the RPM over a sliding window. With spacing, any window of ``w`` seconds holds at most ``w*rpm/60 + 1``.
-- **TPM**: a token bucket of one minute's capacity refilled continuously (how OpenAI and Anthropic enforce
-  it). Each request reserves an estimate (prompt characters / 4 + max_tokens) before it is sent; the
-  reservation is corrected with the usage the provider reported afterwards.
-- **Concurrency**: a counting gate usable from any event loop and thread.
+- **RPM**: requests are spaced evenly, one every ``60/rpm`` seconds, so that the minute's quota never
+  leaves in a burst (providers punish bursts too). Spacing alone bounds a window of ``w`` seconds to
+  ``w*rpm/60 + 1`` requests, one too many for a whole minute; so a log of the releases also holds every
+  request back until the one ``rpm`` places before it is :data:`SPAN_S` old.
+- **TPM**: each request reserves an estimate (prompt characters / 4 + max_tokens) when it is released,
+  corrected with the usage the provider reported afterwards (:meth:`Limiter.reconcile`). A request is
+  released only if the tokens released in the last :data:`SPAN_S` and its own fit in ``tpm``; a request
+  larger than a whole minute's ``tpm`` goes alone, into an otherwise empty window.
+- **Window**: a provider's minute is a sliding 60 s window. A release counts against it for
+  ``SPAN_S = 60 s + SLACK_S`` (0.1 s): the slack absorbs the jitter between our release and the server's
+  arrival, so that network delays cannot put ``rpm + 1`` requests (or ``tpm`` + 1 tokens) into the
+  server's window. The window check is made at release time against the requests actually released;
+  planning uses the same log plus the slots already planned, so that waiting tasks wake up in order.
+- **Concurrency**: a counting gate usable from any event loop and thread. Always per process.
 - **429**: pauses the bucket for the server's hint. Requests that had a slot inside the pause give it up
   and take a new one after it, so the pause does not end in a burst. A pause longer than the caller's
   ``max_pause`` is not waited for: :class:`BucketPaused` is raised so the call can fall back.
+
+What holds where:
+
+- **Within a process**: all of the above, over every client, task, thread and event loop.
+- **Across processes on one machine**: a bucket given ``shared=<file>`` (the client passes
+  ``$ORCHESTRATOR_HOME/limits.sqlite``) keeps its release log, spacing slot and 429 pause in that SQLite
+  file (:mod:`orchestrator.shared_limits`); each release is one short write transaction, so RPM, TPM,
+  spacing and pauses hold over all processes sharing the file together. Concurrency does not: each
+  process has its own gate. A bucket without RPM or TPM shares only its pauses, read at most every
+  0.25 s (no transaction per request). The shared times are ``time.time()`` (one machine, one
+  clock; monotonic clocks are not comparable across containers), and no shared wait is planned more
+  than a window ahead, so a clock step costs at most one minute's accuracy. If the file cannot be
+  used (a read-only home, a lock held for seconds), one warning is logged and the process enforces
+  its limits alone; a call never fails for it. A transaction runs under the limiter's lock and waits
+  at most 50 ms for the file's lock (then the request retries 10 ms later, without blocking its loop).
+- **Across machines**: nothing. Each machine enforces its own limits; two machines on one key may
+  together send twice the rate. Give each machine its share of the limits in its config.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextvars
+import operator
+import os
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from itertools import chain
+from pathlib import Path
 from typing import Any
 
 from .errors import RateLimitedError
+from .shared_limits import BUSY_RETRY_S, Claim, SharedLog
+
+WINDOW_S = 60.0  # the providers' minute
+SLACK_S = 0.1  # network jitter between our release and the server's arrival (see the module docstring)
+SPAN_S = WINDOW_S + SLACK_S  # how long a release counts against the window
+PAUSE_TOL_S = 0.01  # a pause read back from the shared file this close to ours is ours
+_NEVER = float("-inf")
 
 
 class BucketPaused(RateLimitedError):
@@ -85,6 +122,27 @@ class Gate:
             fut.set_result(None)
 
 
+class Slot:
+    """One request in a bucket's window: planned (``t`` = its slot), then released (``t`` = release time)."""
+
+    __slots__ = ("est", "open", "row", "t", "tokens")
+
+    def __init__(self, t: float, tokens: float) -> None:
+        self.t = t
+        self.tokens = tokens  # the reservation; the reported usage once reconciled
+        self.est = tokens
+        self.open = True  # not yet reconciled, and still in the window
+        self.row: int | None = None  # its row in the shared log, if any
+
+
+_slot_t = operator.attrgetter("t")  # the sort key of pending slots
+
+#: The slots the current task's last acquire released, so that its reconcile corrects exactly those.
+_RELEASED: contextvars.ContextVar[tuple[list[tuple[Bucket, Slot]], int] | None] = contextvars.ContextVar(
+    "orchestrator_limits_released", default=None
+)
+
+
 class Bucket:
     """One limit scope: a model config, or a provider and key. Mutated only under the limiter's lock."""
 
@@ -95,97 +153,217 @@ class Bucket:
         max_concurrency: int | None = None,
         *,
         now: float = 0.0,
+        key: str = "",
+        shared: SharedLog | None = None,
     ) -> None:
         self.rpm = rpm
         self.tpm = tpm
         self.max_concurrency = max_concurrency
+        self.key = key
+        self.shared = shared
         self.gate = Gate(max_concurrency) if max_concurrency else None
+        self.spacing = 60.0 / rpm if rpm else 0.0
+        self.allow = max(1, int(rpm)) if rpm else 0  # requests one window may hold
+        self.windowed = bool(rpm or tpm)
         self.next_slot = 0.0  # earliest time the next request may go (RPM spacing)
-        self.tokens_debt = 0.0  # tokens reserved and not yet refilled (TPM)
-        self.debt_at = now
         self.paused_until = 0.0
-        self.last_sent = float("-inf")  # when the last request was actually released
+        self.last_sent = float("-inf")  # when the last request was actually released (on the spacing grid)
+        self.log: deque[Slot] = deque()  # released in the last SPAN_S, oldest first
+        self.log_tokens = 0.0
+        self.pending: list[Slot] = []  # planned and not yet released, by slot time
+        self.pending_tokens = 0.0
 
-    def _refill(self, now: float) -> None:
-        if self.tpm and now > self.debt_at:
-            self.tokens_debt = max(0.0, self.tokens_debt - (now - self.debt_at) * self.tpm / 60.0)
-        self.debt_at = max(self.debt_at, now)
+    @property
+    def shares(self) -> bool:
+        """Whether this bucket consults the shared file (it is set and usable)."""
+        return self.shared is not None and self.shared.ok
+
+    def _prune(self, now: float) -> None:
+        log, limit = self.log, now - SPAN_S
+        if not log or log[0].t > limit:
+            return
+        while log and log[0].t <= limit:
+            slot = log.popleft()
+            slot.open = False
+            self.log_tokens -= slot.tokens
+        if not log:
+            self.log_tokens = 0.0  # no drift from float sums
+
+    def _window(self, tokens: float, t: float, planned: bool) -> float:
+        """The earliest time from ``t`` that the window has room for one more request of ``tokens``.
+
+        ``planned``: count the slots already planned too (planning); else only releases (the release check).
+        """
+        log = self.log
+        pending: Sequence[Slot] = self.pending if planned else ()
+        n_log = len(log)
+        n = n_log + len(pending)
+        if self.allow and n >= self.allow:
+            i = n - self.allow
+            t = max(t, (log[i] if i < n_log else pending[i - n_log]).t + SPAN_S)
+        if self.tpm:
+            rest = self.log_tokens + (self.pending_tokens if planned else 0.0)
+            if rest > 0 and rest + tokens > self.tpm:
+                for slot in chain(log, pending):  # the oldest leave first
+                    if rest <= 0 or rest + tokens <= self.tpm:
+                        break
+                    t = max(t, slot.t + SPAN_S)
+                    rest -= slot.tokens
+        return t
 
     def earliest(self, tokens: int, now: float, honoured: float = 0.0) -> float:
         """The earliest time a request of ``tokens`` may be sent (no state is reserved)."""
         t = now
-        if self.paused_until > honoured:
-            t = max(t, self.paused_until)
-        if self.rpm:
-            t = max(t, self.next_slot)
-        if self.tpm:
-            self._refill(now)
-            debt = self.tokens_debt
-            if debt > 0 and debt + tokens > self.tpm:
-                # wait until the refill makes room; a request larger than a minute's budget goes alone
-                over = min(debt, debt + tokens - self.tpm)
-                t = max(t, now + over / (self.tpm / 60.0))
+        if self.paused_until > honoured and self.paused_until > t:
+            t = self.paused_until
+        if self.rpm and self.next_slot > t:
+            t = self.next_slot
+        if self.windowed:
+            self._prune(now)
+            t = self._window(tokens, t, planned=True)
         return t
 
-    def commit(self, tokens: int, at: float) -> None:
-        """Take the slot at time ``at`` and reserve ``tokens``."""
-        if self.rpm:
-            self.next_slot = max(self.next_slot, at + 60.0 / self.rpm)
-        if self.tpm:
-            self.tokens_debt += tokens
+    def ready_at(self, tokens: int, now: float) -> float:
+        """When a request planned for now may be released: spacing and window, against actual releases."""
+        if not self.windowed:
+            return _NEVER
+        self._prune(now)
+        t = self.last_sent + self.spacing if self.rpm else _NEVER
+        return self._window(tokens, t, planned=False)
 
-    def sent(self, now: float) -> None:
-        """A request was released at ``now``."""
+    def commit(self, tokens: int, at: float) -> Slot | None:
+        """Take the slot at time ``at`` for a request of ``tokens`` (released later by :meth:`sent`)."""
+        if self.rpm:
+            self.next_slot = max(self.next_slot, at + self.spacing)
+        if not self.windowed:
+            return None
+        slot = Slot(at, tokens)
+        pending = self.pending
+        if not pending or pending[-1].t <= at:
+            pending.append(slot)  # the usual case: slots are planned in order
+        else:
+            bisect.insort(pending, slot, key=_slot_t)
+        self.pending_tokens += tokens
+        return slot
+
+    def refund(self, slot: Slot | None) -> None:
+        """Give a planned slot up (it was not released)."""
+        if slot is not None and slot.open:
+            slot.open = False
+            self.pending.remove(slot)
+            self.pending_tokens -= slot.tokens
+            if not self.pending:
+                self.pending_tokens = 0.0
+
+    def sent(self, now: float, slot: Slot | None = None, actual: float | None = None) -> Slot | None:
+        """A request was released at ``now`` (on the spacing grid); ``actual``: the clock's reading."""
         self.last_sent = now
         if self.rpm:
-            self.next_slot = max(self.next_slot, now + 60.0 / self.rpm)
+            self.next_slot = max(self.next_slot, now + self.spacing)
+        if not self.windowed:
+            return None
+        if slot is None:  # released without a plan
+            slot = Slot(now, 0)
+        else:
+            self.pending.remove(slot)
+            self.pending_tokens -= slot.tokens
+            if not self.pending:
+                self.pending_tokens = 0.0
+        # the log holds the clock's reading, not the grid's: a late release stays in the window longer
+        t = actual if actual is not None and actual > now else now
+        log = self.log
+        if log and log[-1].t > t:  # keep the log in time order (reserve() plans ahead)
+            t = log[-1].t
+        slot.t = t
+        log.append(slot)
+        self.log_tokens += slot.tokens
+        return slot
 
-    def refund(self, tokens: float, now: float) -> None:
-        if self.tpm:
-            self._refill(now)
-            self.tokens_debt = max(0.0, self.tokens_debt - tokens)
+    def reconcile(self, estimated: int, actual: int, now: float, slot: Slot | None = None) -> Slot | None:
+        """Correct a token reservation with the usage the provider reported; returns the slot corrected.
 
-    def reconcile(self, estimated: int, actual: int, now: float) -> None:
-        """Correct a token reservation with the usage the provider reported."""
-        if self.tpm:
-            self._refill(now)
-            self.tokens_debt = max(0.0, self.tokens_debt + actual - estimated)
+        ``slot``: the released slot of that request; if unknown, the newest open one of that estimate.
+        """
+        if not self.tpm:
+            return None
+        self._prune(now)
+        if slot is None:
+            slot = next((s for s in reversed(self.log) if s.open and s.est == estimated), None)
+        if slot is None or not slot.open:  # already corrected, or out of the window: nothing to do
+            return None
+        slot.open = False
+        self.log_tokens = max(0.0, self.log_tokens + actual - slot.tokens)
+        slot.tokens = actual
+        return slot
 
     def pause(self, seconds: float, now: float) -> float:
         """Stop sending from this bucket for ``seconds`` (after a 429); returns the end of the pause."""
         self.paused_until = max(self.paused_until, now + max(0.0, seconds))
         return self.paused_until
 
+    def claim(self, tokens: int) -> Claim:
+        return Claim(self.key, self.allow, self.spacing, self.tpm, tokens)
+
     # convenience for callers holding one bucket (unit tests, notebooks)
     def reserve(self, tokens: int, now: float) -> float:
         """Reserve the next slot for ``tokens``; return how long to wait before sending."""
         at = self.earliest(tokens, now)
-        self.commit(tokens, at)
+        slot = self.commit(tokens, at)
+        if slot is not None:
+            self.sent(at, slot)  # the caller sends at ``at``
         return at - now
 
 
+_PAUSED = object()
+
+
 class Limiter:
-    """Every bucket of the process, by scope key. Thread-safe and usable from any event loop."""
+    """Every bucket of the process, by scope key. Thread-safe and usable from any event loop.
+
+    ``clock``/``sleep``: the in-process limits' time (tests inject fake ones); ``wall``: the shared
+    file's time, comparable across processes (``time.time``).
+    """
 
     def __init__(
         self,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        *,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.clock = clock
         self.sleep = sleep
+        self.wall = wall
         self._buckets: dict[tuple[Any, ...], Bucket] = {}
+        self._shared: dict[str, SharedLog] = {}
         self._lock = threading.Lock()
 
     def bucket(
-        self, key: str, rpm: float | None = None, tpm: float | None = None, max_concurrency: int | None = None
+        self,
+        key: str,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        max_concurrency: int | None = None,
+        *,
+        shared: Path | None = None,
     ) -> Bucket:
-        """The bucket for scope ``key`` with these limits (a scope whose limits change gets a new bucket)."""
+        """The bucket for scope ``key`` with these limits (a scope whose limits change gets a new bucket).
+
+        ``shared``: a SQLite file through which processes of this machine share the scope's RPM, TPM and
+        pauses (concurrency stays per process); the scope is ``key`` in it, whatever the limits (each
+        process enforces its own against the common log). The first file given for a bucket is kept.
+        """
         full = (key, rpm, tpm, max_concurrency)
         with self._lock:
             b = self._buckets.get(full)
             if b is None:
-                b = self._buckets[full] = Bucket(rpm, tpm, max_concurrency, now=self.clock())
+                b = self._buckets[full] = Bucket(rpm, tpm, max_concurrency, now=self.clock(), key=key)
+            if shared is not None and b.shared is None:
+                path = os.path.abspath(shared)
+                log = self._shared.get(path)
+                if log is None:
+                    log = self._shared[path] = SharedLog(Path(path), span_s=SPAN_S, wall=self.wall)
+                b.shared = log
             return b
 
     async def acquire(
@@ -196,50 +374,165 @@ class Limiter:
         ``honoured``: the end of a pause the caller has already slept through (its own 429's hint).
         Raises :class:`BucketPaused` when a pause lasts longer than ``max_pause``.
         """
-        while True:
-            with self._lock:
-                now = self.clock()
-                paused = max((b.paused_until for b in buckets if b.paused_until > honoured), default=0.0)
-                if max_pause is not None and paused - now > max_pause:
-                    raise BucketPaused(
-                        f"rate limited: paused for another {paused - now:.1f} s (above the cap)",
-                        retry_after_s=paused - now,
-                    )
-                at = max((b.earliest(tokens, now, honoured) for b in buckets), default=now)
-                for b in buckets:
-                    b.commit(tokens, at)
-            if at > now:
-                await self.sleep(at - now)
-            spacing = min((60.0 / b.rpm for b in buckets if b.rpm), default=0.0)
-            late_ok = min(0.001, spacing / 10)  # wake-up jitter tolerated without shifting the grid
-            due = at
+        spacing = min((b.spacing for b in buckets if b.rpm), default=0.0)
+        late_ok = min(0.001, spacing / 10)  # wake-up jitter tolerated without shifting the grid
+        shared = claims = False  # any bucket shared (its pauses); any shared with RPM/TPM (its window)
+        for b in buckets:
+            if b.shared is not None:
+                shared = True
+                claims = claims or b.windowed
+        slots: list[Slot | None] = []
+        try:
             while True:
                 with self._lock:
                     now = self.clock()
-                    if any(b.paused_until > max(now, honoured) for b in buckets):
-                        # a 429 paused a bucket while we waited: give the slot up, take one after the pause
+                    if shared:
+                        self._pull_pauses(buckets, now)
+                    paused = max((b.paused_until for b in buckets if b.paused_until > honoured), default=0.0)
+                    if max_pause is not None and paused - now > max_pause:
+                        raise BucketPaused(
+                            f"rate limited: paused for another {paused - now:.1f} s (above the cap)",
+                            retry_after_s=paused - now,
+                        )
+                    at = now
+                    for b in buckets:
+                        t = b.earliest(tokens, now, honoured)
+                        if t > at:
+                            at = t
+                    slots = [b.commit(tokens, at) for b in buckets]
+                if at > now:
+                    await self.sleep(at - now)
+                due = at
+                while True:
+                    with self._lock:
+                        now = self.clock()
+                        if any(b.paused_until > max(now, honoured) for b in buckets):
+                            # a 429 paused a bucket while we waited: give the slot up, take one after the pause
+                            self._refund(buckets, slots)
+                            break
+                        # Slots are planned, and releases are checked too: after the loop stalled (a blocking
+                        # call, a GC pause) two planned slots may wake together. Keep them spaced, and keep
+                        # the window: the check counts what was actually released.
                         for b in buckets:
-                            b.refund(tokens, now)
-                        break
-                    # Slots are planned, and releases are checked too: after the loop stalled (a blocking
-                    # call, a GC pause) two planned slots may wake together. Keep them spaced.
-                    due = max([due, *(b.last_sent + 60.0 / b.rpm for b in buckets if b.rpm)])
-                    if now >= due - 1e-9:
-                        stamp = due if now - due <= late_ok else now
-                        for b in buckets:
-                            b.sent(stamp)
-                        return
-                await self.sleep(due - now)
+                            t = b.ready_at(tokens, now)
+                            if t > due:
+                                due = t
+                        if now >= due - 1e-9:
+                            rows = self._claim_shared(buckets, tokens, honoured, now) if claims else None
+                            if rows is _PAUSED:
+                                self._refund(buckets, slots)
+                                break
+                            if isinstance(rows, float):  # another process holds the slot: wait for it
+                                due = rows
+                            else:
+                                if rows is not None:
+                                    # the transaction took time (and let other threads run): the request
+                                    # leaves now, so space the next one from now, not from before it
+                                    now = max(now, self.clock())
+                                stamp = due if now - due <= late_ok else now
+                                released = []
+                                for i, b in enumerate(buckets):
+                                    slot = b.sent(stamp, slots[i], now)
+                                    if slot is not None:
+                                        if rows is not None:
+                                            slot.row = rows[i]
+                                        released.append((b, slot))
+                                slots = []
+                                if released:  # (a call without windowed buckets has nothing to reconcile)
+                                    _RELEASED.set((released, tokens))
+                                return
+                    await self.sleep(due - now)
+        except BaseException:
+            if slots:  # cancelled (or failed) holding a planned slot: give it up
+                with self._lock:
+                    self._refund(buckets, slots)
+            raise
+
+    @staticmethod
+    def _refund(buckets: list[Bucket], slots: list[Slot | None]) -> None:
+        for b, slot in zip(buckets, slots, strict=False):
+            b.refund(slot)
+
+    def _pull_pauses(self, buckets: list[Bucket], now: float) -> None:
+        """Adopt the pauses other processes set on shared scopes (a cached read, no transaction)."""
+        for b in buckets:
+            if b.shares:
+                assert b.shared is not None
+                until = b.shared.paused_until(b.key)
+                if until:
+                    self._adopt_pause(b, until - (b.shared.wall() - now))
+
+    @staticmethod
+    def _adopt_pause(b: Bucket, until: float) -> None:
+        if until > b.paused_until + PAUSE_TOL_S:  # within the tolerance it is our own pause, read back
+            b.paused_until = until
+
+    def _claim_shared(self, buckets: list[Bucket], tokens: int, honoured: float, now: float) -> Any:
+        """Release in the shared files too: the rows (one per bucket, None where not shared), the local
+        time to try again at, or ``_PAUSED`` (a pause was adopted into the buckets)."""
+        groups: dict[SharedLog, list[int]] = {}
+        for i, b in enumerate(buckets):
+            if b.windowed and b.shares:
+                assert b.shared is not None
+                groups.setdefault(b.shared, []).append(i)
+        rows: list[int | None] = [None] * len(buckets)
+        granted: list[tuple[SharedLog, list[int | None]]] = []
+        for log, idx in groups.items():
+            offset = log.wall() - now
+            verdict = log.release(
+                [buckets[i].claim(tokens) for i in idx], honoured + offset if honoured else 0.0
+            )
+            if verdict.kind == "go":
+                for i, row in zip(idx, verdict.rows, strict=True):
+                    rows[i] = row
+                granted.append((log, verdict.rows))
+                continue
+            if verdict.kind == "off":  # fell back: this process's own limits apply
+                continue
+            for other, its_rows in granted:  # not now: take back what the other files granted
+                other.forget(its_rows)
+            if verdict.kind == "paused":
+                until = verdict.until - offset
+                for i in idx:
+                    self._adopt_pause(buckets[i], until)
+                if any(buckets[i].paused_until > max(now, honoured) for i in idx):
+                    return _PAUSED
+                return until + 2e-4  # our own pause, read back a hair before its end: wait that out
+            if verdict.kind == "wait":
+                return verdict.until - offset + 2e-4  # past the other clock's conversion jitter
+            return now + BUSY_RETRY_S
+        return rows
 
     def pause(self, bucket: Bucket, seconds: float) -> float:
         with self._lock:
-            return bucket.pause(seconds, self.clock())
+            until = bucket.pause(seconds, self.clock())
+            if bucket.shares:
+                assert bucket.shared is not None
+                bucket.shared.pause(bucket.key, seconds)
+            return until
 
     def reconcile(self, buckets: list[Bucket], estimated: int, actual: int) -> None:
+        """Correct the reservation of the current task's last request with the usage reported."""
+        for b in buckets:
+            if b.tpm:
+                break
+        else:
+            return  # only TPM counts tokens
+        released = _RELEASED.get()
+        if released is not None:
+            _RELEASED.set(None)
+            if released[1] != estimated:
+                released = None
         with self._lock:
             now = self.clock()
             for b in buckets:
-                b.reconcile(estimated, actual, now)
+                if not b.tpm:
+                    continue
+                mine = next((s for rb, s in released[0] if rb is b), None) if released else None
+                slot = b.reconcile(estimated, actual, now, mine)
+                if slot is not None and slot.row is not None and b.shares:
+                    assert b.shared is not None
+                    b.shared.set_tokens(slot.row, actual)
 
 
 #: The process-wide limiter every LLMClient uses unless given another.

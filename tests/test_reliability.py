@@ -17,7 +17,7 @@ from fault_server import Action, FaultServer, Sleeps, completion_body, config_fo
 
 from orchestrator import errors as E
 from orchestrator.client import Breaker, LLMClient, RetryPolicy
-from orchestrator.limits import Bucket, BucketPaused, Gate, Limiter
+from orchestrator.limits import SPAN_S, Bucket, BucketPaused, Gate, Limiter
 
 FAST = RetryPolicy(max_attempts=3, base_delay_s=0.01, max_wait_s=5.0, max_total_wait_s=10.0)
 
@@ -393,19 +393,19 @@ async def test_rpm_spacing_under_concurrency():
 async def test_tpm_reserves_then_reconciles():
     clock = FakeClock()
     limiter = Limiter(clock=clock, sleep=clock.sleep)
-    b = limiter.bucket("tpm", tpm=600)  # 10 tokens per second
+    b = limiter.bucket("tpm", tpm=600)  # 600 tokens in any sliding minute
     await limiter.acquire([b], 400)
     assert clock.sleeps == []
-    # 400 reserved + 400 > 600: wait until 200 have refilled (20 s)
-    assert b.earliest(400, clock.now) - clock.now == pytest.approx(20.0)
+    # 400 released + 400 > 600: wait until the first leaves the window (60 s + the slack)
+    assert b.earliest(400, clock.now) - clock.now == pytest.approx(SPAN_S)
     # the first call used 100 tokens, not 400: the next one fits at once
     limiter.reconcile([b], 400, 100)
     assert b.earliest(400, clock.now) == clock.now
     await limiter.acquire([b], 400)
     assert clock.sleeps == []
-    # a request larger than a minute's budget goes alone once the bucket is empty
+    # a request larger than a minute's budget goes alone, once the window is empty
     wait = b.earliest(5000, clock.now) - clock.now
-    assert wait == pytest.approx(50.0)  # the 500 reserved refill in 50 s
+    assert wait == pytest.approx(SPAN_S)  # both released now: both leave the window in 60.1 s
 
 
 async def test_429_pause_delays_others_and_caps():
