@@ -90,7 +90,8 @@ BREAKER_ON: tuple[type[E.ProviderError], ...] = (
 class RetryPolicy:
     """Exponential backoff with full jitter; each wait from the latest error; capped per wait and in total.
 
-    ``max_attempts`` counts requests sent to one model (the first one included). A server hint
+    ``max_attempts`` counts attempts at one model (the first one included; an attempt whose connection
+    never opened counts here, though it is not a request sent, see ``Completion.attempts``). A server hint
     (Retry-After, retry-after-ms, Gemini retryDelay) replaces the computed backoff; a hint above
     ``max_wait_s``, or one that would take the total above ``max_total_wait_s``, is not slept: the call
     moves on to the fallback. Own loop rather than tenacity: the wait depends on the latest error's hint
@@ -599,7 +600,8 @@ class LLMClient:
         prompt_tokens = call.prompt_chars // 4
         est_tokens = prompt_tokens + call.max_tokens
         waited = 0.0
-        sent = 0
+        tries = 0  # attempts made, what the retry policy counts
+        sent = 0  # requests that reached a server: what ``attempts`` reports (a refused connect is none)
         honoured = 0.0  # the end of the pause this task already slept through
         base_url = getattr(call.adapter, "base_url", None)
         if base_url is not None:
@@ -609,11 +611,12 @@ class LLMClient:
         while True:
             reserved = self._reserve(call, ledgers, sent)
             try:
-                response, latency = await self._send_once(call, buckets, est_tokens, honoured, sent)
+                response, latency = await self._send_once(call, buckets, est_tokens, honoured)
             except E.ProviderError as exc:
                 error = exc
                 if not isinstance(error, BucketPaused):
-                    sent += 1
+                    tries += 1
+                    sent += _reached_server(error)
                 self._settle_failed(call, reserved, error, spend)
             except BaseException:  # cancelled: nothing is known of the attempt, keep the worst case
                 self._settle_failed(call, reserved, E.ProviderError("cancelled", maybe_billed=True), spend)
@@ -625,10 +628,10 @@ class LLMClient:
                 raise error
             self.limiter.reconcile(buckets, est_tokens, prompt_tokens)
             hint = error.retry_after_s
-            wait = hint if hint is not None else policy.backoff(sent, self._rng)
+            wait = hint if hint is not None else policy.backoff(tries, self._rng)
             if isinstance(error, E.RateLimitedError):
                 until = self.limiter.pause(buckets[0], wait)  # every task of this model waits it out
-            if not error.retryable or sent >= policy.max_attempts:
+            if not error.retryable or tries >= policy.max_attempts:
                 raise error
             if wait > policy.max_wait_s or waited + wait > policy.max_total_wait_s:
                 log.info(
@@ -641,11 +644,11 @@ class LLMClient:
             if isinstance(error, E.RateLimitedError):
                 honoured = until
             waited += wait
-            log.info("%s: %s, retry %d in %.2f s", spec.id, error.kind, sent, wait)
+            log.info("%s: %s, retry %d in %.2f s", spec.id, error.kind, tries, wait)
             await self._sleep(wait)
 
     async def _send_once(
-        self, call: _Call, buckets: list[Bucket], est_tokens: int, honoured: float, sent: int
+        self, call: _Call, buckets: list[Bucket], est_tokens: int, honoured: float
     ) -> tuple[ProviderResponse, float]:
         """One attempt: a concurrency permit, then a rate slot, then the adapter. Every failure is typed."""
         spec = call.spec
@@ -770,6 +773,12 @@ def _register_config_secrets(config: Config) -> None:
         for name, value in spec.headers.items():
             if E.is_secret_header(name):
                 E.register_secret(value)
+
+
+def _reached_server(error: E.ProviderError) -> bool:
+    """Whether a failed attempt's request reached a server: it has an HTTP status, or it failed after
+    the connection was made (then the provider may bill it). A refused or timed-out connect did not."""
+    return error.status is not None or error.maybe_billed
 
 
 def _safe_messages(messages: list[Message]) -> list[Message]:
