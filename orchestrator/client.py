@@ -18,7 +18,7 @@ For each model of the chain (the asked model, then its fallbacks):
 
 Every answer is made safe to store before anyone sees it: lone surrogates are replaced, and the value
 of every configured key (any ``api_key_env``, any credential header) is redacted from the text, however
-the key is shaped; ``Completion.flags`` says what was repaired.
+the key is shaped; ``Completion.notes`` says what was repaired.
 """
 
 from __future__ import annotations
@@ -624,6 +624,7 @@ class LLMClient:
             else:
                 return response, latency, sent + 1, reserved
             error.attempts = sent
+            error.tries = tries
             if isinstance(error, BucketPaused):
                 raise error
             self.limiter.reconcile(buckets, est_tokens, prompt_tokens)
@@ -703,11 +704,11 @@ class LLMClient:
         self, call: _Call, response: ProviderResponse, latency: float, attempts: int, spend: _Spend
     ) -> Completion:
         spec, req = call.spec, call.req
-        flags: list[str] = []
+        notes: list[str] = []
         usage = response.usage
         if usage is None:
             usage = Usage()
-            flags.append("usage_missing")
+            notes.append("usage_missing")
         if response.provider_cost_usd is not None:
             cost = response.provider_cost_usd
         elif response.usage is None and call.worst_cost:
@@ -732,7 +733,7 @@ class LLMClient:
             request_hash=call.key,
             provider_cost_usd=response.provider_cost_usd,
             charged_usd=charged,
-            flags=flags,
+            notes=notes,
             raw=response.raw,
         )
         _make_safe(completion)
@@ -794,12 +795,12 @@ def _safe_messages(messages: list[Message]) -> list[Message]:
 
 
 def _make_safe(completion: Completion) -> None:
-    """Repair what cannot be stored and redact what must not be: in place, noted in ``flags``."""
+    """Repair what cannot be stored and redact what must not be: in place, noted in ``notes``."""
     text, repaired = repair_text(completion.text)
     if E.contains_secret(text) or any(p.search(text) for p in E.SECRET_PATTERNS):
         text = E.redact(text)
-        if "secret_redacted" not in completion.flags:
-            completion.flags.append("secret_redacted")
+        if "secret_redacted" not in completion.notes:
+            completion.notes.append("secret_redacted")
     if completion.raw is not None:
         raw, n = repair_value(completion.raw)
         repaired += n
@@ -808,6 +809,6 @@ def _make_safe(completion: Completion) -> None:
             if E.contains_secret(blob):
                 raw = json.loads(E.redact(blob))
         completion.raw = raw
-    if repaired and "text_repaired" not in completion.flags:
-        completion.flags.append("text_repaired")
+    if repaired and "text_repaired" not in completion.notes:
+        completion.notes.append("text_repaired")
     completion.text = text

@@ -142,6 +142,7 @@ class ProviderError(OrchestratorError):
     retryable = False
     maybe_billed = False
     attempts: int | None = None
+    tries: int | None = None  # attempts made at the last model, including connects that never opened
     fallback_path: list[str] | None = None
 
     def __init__(

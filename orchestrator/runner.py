@@ -324,7 +324,7 @@ async def _run_locked(
             if row["error_type"]:
                 summary.errors += 1
                 summary.error_kinds[row["error_type"]] = summary.error_kinds.get(row["error_type"], 0) + 1
-            if "usage_missing" in (row.get("flags") or ()) and row.get("cost_usd") is None:
+            if "usage_missing" in (row.get("notes") or ()) and row.get("cost_usd") is None:
                 summary.unknown_cost_calls += 1
         if bar is not None:
             bar.update(len(rows))
@@ -550,7 +550,7 @@ async def _call_cell(
         "from_cache": completion.from_cache,
         "finish_reason": completion.finish_reason,
         "charged_usd": completion.charged_usd,
-        "flags": completion.flags or None,
+        "notes": completion.notes or None,
         "error_type": "",
         "error_message": "",
         "pred_type": (completion.parsed or {}).get("type") if mode == "classify" else None,

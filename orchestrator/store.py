@@ -6,7 +6,7 @@ mode, repeat), ``run_issues`` (the issues a run used, with their gold labels, so
 on its own) and ``run_locks`` (see :mod:`orchestrator.run_lock`).
 
 Text is stored as it is, except what UTF-8 cannot encode (lone surrogates): that is replaced with U+FFFD
-and the cell's ``flags`` say so, so no answer ever fails to be stored. A database opened from an older
+and the cell's ``notes`` say so, so no answer ever fails to be stored. A database opened from an older
 version gains the new columns on open. Commands that only read open it read-only, so a read-only
 ORCHESTRATOR_HOME still lists and exports runs.
 """
@@ -87,7 +87,7 @@ CREATE TABLE IF NOT EXISTS results (
     started_at TEXT,
     finished_at TEXT,
     charged_usd REAL,
-    flags TEXT,
+    notes TEXT,
     UNIQUE (run_id, issue_id, model, mode, repeat)
 );
 CREATE INDEX IF NOT EXISTS results_run ON results (run_id);
@@ -130,12 +130,12 @@ RESULT_COLUMNS = [
     "started_at",
     "finished_at",
     "charged_usd",
-    "flags",
+    "notes",
 ]
 # Columns added after the first release, with their SQL types: added to older databases on open.
 _ADDED_COLUMNS = {
     "runs": {"message": "TEXT NOT NULL DEFAULT ''", "spent_usd": "REAL"},
-    "results": {"charged_usd": "REAL", "flags": "TEXT"},
+    "results": {"charged_usd": "REAL", "notes": "TEXT"},
 }
 _INSERT = (
     f"INSERT OR REPLACE INTO results ({', '.join(RESULT_COLUMNS)}) "
@@ -405,7 +405,7 @@ def _sql_value(value: Any) -> Any:
 
 
 def _row_values(row: dict[str, Any]) -> tuple[Any, ...]:
-    """The SQL values of one cell; text UTF-8 cannot hold is repaired and noted in ``flags``."""
+    """The SQL values of one cell; text UTF-8 cannot hold is repaired and noted in ``notes``."""
     values = [_sql_value(row.get(c)) for c in RESULT_COLUMNS]
     repaired = 0
     for i, value in enumerate(values):
@@ -413,11 +413,11 @@ def _row_values(row: dict[str, Any]) -> tuple[Any, ...]:
             values[i], n = repair_text(value)
             repaired += n
     if repaired:
-        at = RESULT_COLUMNS.index("flags")
-        flags = json.loads(values[at]) if values[at] else []
-        if "text_repaired" not in flags:
-            flags.append("text_repaired")
-        values[at] = json.dumps(flags)
+        at = RESULT_COLUMNS.index("notes")
+        notes = json.loads(values[at]) if values[at] else []
+        if "text_repaired" not in notes:
+            notes.append("text_repaired")
+        values[at] = json.dumps(notes)
     return tuple(values)
 
 

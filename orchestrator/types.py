@@ -86,7 +86,7 @@ class Completion(BaseModel):
         description="what the budget counted for this call: the cost when known, else the worst case "
         "reserved for it, plus the worst case of failed attempts that may have been billed",
     )
-    flags: list[str] = Field(
+    notes: list[str] = Field(
         default_factory=list,
         description="what the client noticed and repaired: usage_missing, text_repaired, secret_redacted",
     )

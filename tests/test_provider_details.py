@@ -267,7 +267,7 @@ async def test_missing_usage_is_unknown_cost_charged_at_its_worst_case(server) -
     client = LLMClient(cfg, cache=False)
     c = await client.complete("What does this stack trace mean?", model="p/m", max_tokens=100)
     await client.aclose()
-    assert c.cost_usd is None and "usage_missing" in c.flags
+    assert c.cost_usd is None and "usage_missing" in c.notes
     # the worst case: every UTF-8 byte a token (plus template tokens) at $2/M, 100 output tokens at $8/M
     assert c.charged_usd is not None and c.charged_usd > 100 * 8 / 1e6
     assert client.ledger.spent_usd == pytest.approx(c.charged_usd)

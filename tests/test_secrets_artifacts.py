@@ -23,7 +23,9 @@ HEADER = "team-hdr-secret-4242"
 
 
 def echo(req: Request) -> Action:
-    leaked = f"I was called with {req.headers.get('authorization')} and token {req.headers.get('x-team-token')}"
+    leaked = (
+        f"I was called with {req.headers.get('authorization')} and token {req.headers.get('x-team-token')}"
+    )
     body = completion_body(req, text=json.dumps({"type": "bug", "summary": leaked}))
     return Action(body=body)
 
@@ -48,7 +50,9 @@ price = {{ input = 1.0, output = 2.0 }}
     data = tmp / "issues.jsonl"
     data.write_text(
         "".join(
-            json.dumps({"id": f"a#{i}", "title": f"Crash {i} [call:c{i}]", "body": "Traceback", "split": "dev"})
+            json.dumps(
+                {"id": f"a#{i}", "title": f"Crash {i} [call:c{i}]", "body": "Traceback", "split": "dev"}
+            )
             + "\n"
             for i in range(3)
         )
@@ -90,7 +94,9 @@ def test_an_echoing_server_leaks_nothing_into_grid_ask_and_exports(tmp_path) -> 
     home = tmp_path / "home"
     with FaultServer(script=echo) as server:
         cfg, data = write_setup(tmp_path, server.url)
-        ran = run(cfg, home, "run", "--dataset", str(data), "--modes", "classify,summarize", "--run-id", "echo")
+        ran = run(
+            cfg, home, "run", "--dataset", str(data), "--modes", "classify,summarize", "--run-id", "echo"
+        )
         assert ran.returncode == 0, ran.stderr
         asked = run(cfg, home, "ask", "--json", "--no-cache", "--mode", "summarize", "Crash [call:ask]")
         assert asked.returncode == 0, asked.stderr
@@ -100,14 +106,15 @@ def test_an_echoing_server_leaks_nothing_into_grid_ask_and_exports(tmp_path) -> 
         assert server.requests and server.requests[0].headers["authorization"] == f"Bearer {KEY}"
     rows = json.loads(exported.stdout)
     assert len(rows) == 6 and all("[REDACTED]" in r["text"] for r in rows)
-    assert all("secret_redacted" in (r["flags"] or "") for r in rows)
+    assert all("secret_redacted" in (r["notes"] or "") for r in rows)
     assert "[REDACTED]" in json.loads(asked.stdout)["text"]
     texts = [ran.stdout, ran.stderr, asked.stdout, asked.stderr, exported.stdout]
     assert scan([home], texts) == []
     snapshot = json.loads(
-        __import__("sqlite3").connect(home / "results.sqlite").execute(
-            "SELECT config_snapshot FROM runs WHERE id = 'echo'"
-        ).fetchone()[0]
+        __import__("sqlite3")
+        .connect(home / "results.sqlite")
+        .execute("SELECT config_snapshot FROM runs WHERE id = 'echo'")
+        .fetchone()[0]
     )
     assert snapshot["models"]["echo/m"]["headers"] == {"x-team-token": "[set]"}
 

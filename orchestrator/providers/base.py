@@ -273,7 +273,9 @@ class HttpAdapter(Adapter):
 
         spec = req.spec
         call = self.build_request(req)
-        timeout = httpx.Timeout(spec.timeout, connect=spec.connect_timeout)
+        # pool = connect: httpx-aiohttp turns the pool timeout into aiohttp's `connect` (which includes
+        # opening the connection), so without it the read timeout would bound the connect
+        timeout = httpx.Timeout(spec.timeout, connect=spec.connect_timeout, pool=spec.connect_timeout)
         deadline = asyncio.timeout(spec.attempt_deadline)
         try:
             async with deadline:
