@@ -142,3 +142,46 @@ def test_number_and_list_validators():
             non_negative_float(bad)
     with pytest.raises(argparse.ArgumentTypeError):
         comma_list(" , ")
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "shown"),
+    [
+        (["--run-id", "../../x"], "--run-id", "'../../x'"),
+        (["--run-id", "a/b"], "--run-id", "'a/b'"),
+        (["--budget", "nan"], "--budget", "'nan'"),
+    ],
+)
+def test_bench_bad_flags_exit_2_and_write_nothing(args, flag, shown, tmp_path, isolated_home):
+    """`bench --run-id ../../x` would have written the report outside --output-dir."""
+    out_dir = tmp_path / "reports" / "deep"
+    env = {**os.environ, "ORCHESTRATOR_PROGRESS": "off"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "--config",
+            str(CONFIG),
+            "bench",
+            "--output-dir",
+            str(out_dir),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert flag in proc.stderr and shown in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "reports").exists() and not list(tmp_path.glob("*.html"))
+
+
+def test_report_bench_refuses_an_unsafe_run_id_from_python(tmp_path):
+    from orchestrator import report
+
+    with pytest.raises(UsageError, match="--run-id"):
+        report.bench(run_id="../../escape", output_dir=tmp_path / "reports", config=CONFIG)
+    assert not (tmp_path / "reports").exists()

@@ -228,16 +228,18 @@ async def test_a_resumed_run_remembers_what_earlier_sessions_spent(isolated_home
 
 
 async def test_a_server_that_drips_is_cut_at_the_attempt_deadline():
-    with FaultServer(script=lambda r: Action("slow", delay_s=30)) as server:
-        # the per-read timeout alone (5 s) would never fire on a drip; the deadline (1 s) does
+    # one byte every 0.2 s: every read succeeds well within the 5 s read timeout, for a minute or more
+    with FaultServer(script=lambda r: Action("drip"), drip_interval_s=0.2) as server:
         cfg = model_config(server.url, deadline=1.0)
-        client = LLMClient(cfg, cache=False, retry=RetryPolicy(max_attempts=1))
+        client = LLMClient(cfg, cache=False, retry=RetryPolicy(max_attempts=2, base_delay_s=0.01))
         started = time.monotonic()
         with pytest.raises(E.ProviderTimeoutError) as info:
             await client.complete("hello [call:d1]", model="fault/m")
+        elapsed = time.monotonic() - started
         await client.aclose()
-    assert time.monotonic() - started < 4
-    assert "deadline" in str(info.value) and info.value.maybe_billed
+        assert server.billed_count() == 0  # the drip never finished: nothing delivered
+    assert elapsed < 4, elapsed  # two attempts of 1 s, not two of a minute
+    assert "deadline" in str(info.value) and info.value.maybe_billed and info.value.attempts == 2
 
 
 def test_the_default_deadline_is_connect_plus_read_timeout():

@@ -331,7 +331,7 @@ def test_export_formats_and_cli(tmp_path, stub, isolated_home, capsys):
         else:
             df = pd.read_parquet(out_file)
         assert len(df) == 6 and list(df.columns) == RESULT_COLUMNS
-    assert main(["--config", str(cfg), "results", "nope", "--format", "csv"]) == 1
+    assert main(["--config", str(cfg), "results", "nope", "--format", "csv"]) == 2  # bad input
     assert "no run 'nope'" in capsys.readouterr().err
 
 
