@@ -135,7 +135,7 @@ CASES: dict[str, str] = {
                 await one()
         asyncio.run(go())
         times.sort()
-        best = max(sum(1 for u in times if t <= u < t + 60) for t in times)
+        best = max(sum(1 for u in times if t <= u <= t + 60) for t in times)  # a closed 60 s window
         out(summary=f"{best} requests in one 60 s window")
     """,
     "a non-string answer (content is a list)": """
