@@ -24,7 +24,7 @@ the key is shaped; ``Completion.notes`` says what was repaired.
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import logging
 import random
 import threading
@@ -46,7 +46,7 @@ from .modes import Mode, get_mode, parse_structured
 from .pricing import list_cost, worst_case_cost, worst_case_prompt_tokens
 from .providers import check_call_params, get_adapter
 from .providers.base import ChatRequest, ProviderResponse
-from .safe_text import repair_text, repair_value
+from .safe_text import repair_text
 from .types import Completion, Issue, Message, Usage
 
 log = logging.getLogger("orchestrator")
@@ -154,8 +154,16 @@ class _Call:
     key: str
     prompt_chars: int
     max_tokens: int
-    worst_prompt_tokens: int = 0
-    worst_cost: float | None = None  # what one attempt can cost at most; None when unpriced
+
+    # Computed on first use: a cache hit never needs them.
+    @functools.cached_property
+    def worst_prompt_tokens(self) -> int:
+        return worst_case_prompt_tokens(self.req.messages, self.req.schema)
+
+    @functools.cached_property
+    def worst_cost(self) -> float | None:
+        """What one attempt can cost at most; None when the model is unpriced."""
+        return worst_case_cost(self.spec, self.worst_prompt_tokens, self.max_tokens)
 
 
 @dataclass
@@ -460,17 +468,13 @@ class LLMClient:
             schema_name=mode.name if mode else "answer",
             mode=mode.name if mode else None,
         )
-        max_tokens = int(params.get("max_tokens") or spec.max_tokens)
-        worst_prompt = worst_case_prompt_tokens(messages, req.schema)
         return _Call(
             spec=spec,
             adapter=get_adapter(spec.provider),
             req=req,
             key=self.request_key(spec, req, mode, repeat),
             prompt_chars=_prompt_chars(messages),
-            max_tokens=max_tokens,
-            worst_prompt_tokens=worst_prompt,
-            worst_cost=worst_case_cost(spec, worst_prompt, max_tokens),
+            max_tokens=int(params.get("max_tokens") or spec.max_tokens),
         )
 
     @staticmethod
@@ -704,7 +708,7 @@ class LLMClient:
         self, call: _Call, response: ProviderResponse, latency: float, attempts: int, spend: _Spend
     ) -> Completion:
         spec, req = call.spec, call.req
-        notes: list[str] = []
+        notes = [note for note in ("text_repaired", "secret_redacted") if response.extra.get(note)]
         usage = response.usage
         if usage is None:
             usage = Usage()
@@ -795,20 +799,13 @@ def _safe_messages(messages: list[Message]) -> list[Message]:
 
 
 def _make_safe(completion: Completion) -> None:
-    """Repair what cannot be stored and redact what must not be: in place, noted in ``notes``."""
+    """Repair what cannot be stored and redact what must not be, in the text: in place, noted in
+    ``notes`` (HTTP adapters do the same to the raw body as they read it)."""
     text, repaired = repair_text(completion.text)
     if E.contains_secret(text) or any(p.search(text) for p in E.SECRET_PATTERNS):
         text = E.redact(text)
         if "secret_redacted" not in completion.notes:
             completion.notes.append("secret_redacted")
-    if completion.raw is not None:
-        raw, n = repair_value(completion.raw)
-        repaired += n
-        if E.has_secrets():
-            blob = json.dumps(raw, ensure_ascii=False)
-            if E.contains_secret(blob):
-                raw = json.loads(E.redact(blob))
-        completion.raw = raw
     if repaired and "text_repaired" not in completion.notes:
         completion.notes.append("text_repaired")
     completion.text = text

@@ -6,6 +6,7 @@ from an older prompt are never confused with a newer one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ class Mode:
     defaults: dict[str, Any] = field(default_factory=dict)
     schema: dict[str, Any] | None = None
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
         blob = json.dumps(
             [self.name, self.system_prompt, self.user_template, self.defaults, self.schema], sort_keys=True

@@ -58,8 +58,22 @@ def worst_case_prompt_tokens(messages: Sequence[Message], schema: dict[str, Any]
     for m in messages:
         total += len(m.content.encode("utf-8", "surrogatepass")) + TEMPLATE_TOKENS_PER_MESSAGE
     if schema is not None:
-        total += len(json.dumps(schema, separators=(",", ":")).encode("utf-8"))
+        total += _schema_bytes(schema)
     return total
+
+
+_schema_sizes: dict[int, tuple[dict[str, Any], int]] = {}
+
+
+def _schema_bytes(schema: dict[str, Any]) -> int:
+    """The JSON size of a schema, memoised per schema object (a mode's schema is one constant)."""
+    found = _schema_sizes.get(id(schema))
+    if found is not None and found[0] is schema:
+        return found[1]
+    size = len(json.dumps(schema, separators=(",", ":")).encode("utf-8"))
+    if len(_schema_sizes) < 1024:  # holding the schema keeps its id from being reused
+        _schema_sizes[id(schema)] = (schema, size)
+    return size
 
 
 def _dearest_input(spec: ModelSpec) -> float:

@@ -37,6 +37,7 @@ PAUSE_REFRESH_S = 0.25  # how stale a scope's pause may be when read outside a r
 FUTURE_S = 1.0  # a time further ahead than this was written before the clock stepped back
 EARLY_OK_S = 1e-4  # spacing slack: the two clocks' conversion and wake-up jitter, not a burst
 
+SCHEMA_VERSION = 1  # bump when the tables change: a file with another version is started afresh
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS limit_scopes (
         scope TEXT PRIMARY KEY,
@@ -364,6 +365,11 @@ class SharedLog:
                 pass  # a file system without shared memory: the rollback journal works too, slower
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                # a file another version wrote: its rows are a minute of releases, safe to start over
+                conn.execute("DROP TABLE IF EXISTS limit_releases")
+                conn.execute("DROP TABLE IF EXISTS limit_scopes")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             for stmt in SCHEMA:
                 conn.execute(stmt)
             # rows of scopes nobody uses any more, and every count made again from the rows (cheap: a

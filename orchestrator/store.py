@@ -396,29 +396,33 @@ class ResultStore:
             self._conn.close()
 
 
-def _sql_value(value: Any) -> Any:
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, bool):
-        return int(value)
-    return value
-
-
 def _row_values(row: dict[str, Any]) -> tuple[Any, ...]:
     """The SQL values of one cell; text UTF-8 cannot hold is repaired and noted in ``notes``."""
-    values = [_sql_value(row.get(c)) for c in RESULT_COLUMNS]
+    values = []
     repaired = 0
-    for i, value in enumerate(values):
-        if isinstance(value, str) and not value.isascii():
-            values[i], n = repair_text(value)
+    get = row.get
+    for column in RESULT_COLUMNS:
+        value = get(column)
+        if isinstance(value, str):
+            if not value.isascii():
+                value, n = repair_text(value)
+                repaired += n
+        elif isinstance(value, (dict, list)):
+            value, n = repair_text(json.dumps(value, ensure_ascii=False))
             repaired += n
+        elif isinstance(value, bool):
+            value = int(value)
+        values.append(value)
     if repaired:
-        at = RESULT_COLUMNS.index("notes")
+        at = _NOTES_AT
         notes = json.loads(values[at]) if values[at] else []
         if "text_repaired" not in notes:
             notes.append("text_repaired")
         values[at] = json.dumps(notes)
     return tuple(values)
+
+
+_NOTES_AT = RESULT_COLUMNS.index("notes")
 
 
 def _issue_json(issue: Issue) -> str:

@@ -467,3 +467,22 @@ async def test_client_on_a_read_only_home_still_answers(tmp_path, caplog, monkey
         await client.aclose()
     assert len(answers) == 4
     assert len(shared_warnings(caplog)) == 1
+
+
+def test_a_limits_file_from_another_version_is_started_afresh(tmp_path, caplog):
+    """A file whose tables another version made (here: no `n` column) must not disable sharing."""
+    import sqlite3
+
+    from orchestrator.shared_limits import SharedLog
+
+    path = tmp_path / "limits.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE limit_scopes (scope TEXT PRIMARY KEY, next_slot REAL)")
+    conn.execute("CREATE TABLE limit_releases (scope TEXT, t REAL)")
+    conn.commit()
+    conn.close()
+    log = SharedLog(path, span_s=60.1)
+    log._connect()
+    columns = {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(limit_scopes)")}
+    assert "n" in columns and "tokens" in columns
+    assert "not shared" not in caplog.text

@@ -17,6 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import errors as E
+from ..safe_text import repair_value
 from ..types import Message, Usage
 
 if TYPE_CHECKING:
@@ -311,8 +312,15 @@ class HttpAdapter(Adapter):
         return self.read_response(req, response.status_code, response.headers, response.content)
 
     def read_response(self, req: ChatRequest, status: int, headers: Any, content: bytes) -> ProviderResponse:
-        """Turn a status, headers and body into a ProviderResponse or a typed error (pure)."""
+        """Turn a status, headers and body into a ProviderResponse or a typed error (pure).
+
+        A configured secret the server echoed is redacted from the body before it is parsed, and lone
+        surrogates are repaired after; ``extra`` says so (``secret_redacted``, ``text_repaired``).
+        """
         text = content.decode("utf-8", errors="replace")
+        echoed = E.contains_secret(text)
+        if echoed:
+            text = E.redact(text)
         if 300 <= status < 400:
             raise self._redirect_error(req, status, headers, text)
         try:
@@ -330,6 +338,9 @@ class HttpAdapter(Adapter):
                 ) from None
         if status >= 400:
             raise self.map_error(req, status, headers, body, text)
+        repaired = 0
+        if "\\ud" in text or "\\uD" in text:  # only a \uD800-\uDFFF escape can decode to a lone surrogate
+            body, repaired = repair_value(body)
         if not isinstance(body, dict):
             raise self.err(
                 E.MalformedResponseError,
@@ -362,6 +373,10 @@ class HttpAdapter(Adapter):
                 maybe_billed=True,
             )
         parsed.raw = body
+        if repaired:
+            parsed.extra["text_repaired"] = repaired
+        if echoed:
+            parsed.extra["secret_redacted"] = True
         return parsed
 
     def _redirect_error(self, req: ChatRequest, status: int, headers: Any, text: str) -> E.ProviderError:
