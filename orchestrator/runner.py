@@ -586,7 +586,7 @@ async def score_row(
 
     row = score_sync(issue, mode, text, parsed, parse_error)
     if judge_model and mode == "explain":
-        judged = await judge_explain(client, judge_model, issue, text)
+        judged = await judge_explain(client, judge_model, issue, text, ledger=ledger)
         details = json.loads(row["scores"])
         details["judge"] = {**judged.details, **({"flagged": judged.flagged} if judged.flagged else {})}
         row.update(judge_score=judged.value, scores=json.dumps(details, default=str))

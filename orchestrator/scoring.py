@@ -445,19 +445,20 @@ def parse_judge_score(text: str) -> tuple[int | None, str | None]:
 
 
 async def judge_explain(
-    client: Any, judge_model: str, issue: Issue, answer_text: str, **params: Any
+    client: Any, judge_model: str, issue: Issue, answer_text: str, *, ledger: Any = None, **params: Any
 ) -> Score:
     """Grade an explain answer with an LLM judge (rubric 1-5): value ``(s - 1) / 4``.
 
-    The call goes through ``client.complete`` (cached and costed like any call). A failed call or an
-    unparseable grade gives ``value=None`` and ``flagged="judge_error: ..."``; it is never scored silently.
+    The call goes through ``client.complete`` (cached and costed like any call; ``ledger``, a run's, counts
+    it against the run's budget). A failed call, a budget stop or an unparseable grade gives
+    ``value=None`` and ``flagged="judge_error: ..."``; it is never scored silently.
     """
     messages = build_judge_messages(issue, answer_text)
     params.setdefault("temperature", 0.0)
     details: dict[str, Any] = {"judge_model": judge_model}
     try:
         completion = await client.complete(
-            messages[-1].content, model=judge_model, mode=None, messages=messages, **params
+            messages[-1].content, model=judge_model, mode=None, messages=messages, ledger=ledger, **params
         )
     except Exception as exc:  # every failure is recorded, not raised
         reason = redact(f"{type(exc).__name__}: {exc}")[:300]

@@ -302,3 +302,29 @@ async def test_each_repeat_sends_its_own_seed(isolated_home):
         for r in server.requests:
             seeds.setdefault(r.call_id, []).append(r.json.get("seed"))
     assert {k: sorted(v) for k, v in seeds.items()} == {"c0000": [7, 8, 9], "c0001": [7, 8, 9]}
+
+
+async def test_judge_calls_count_against_the_run_budget(isolated_home):
+    """The answers are free (the rule baseline); only the judge is paid, and the cap must hold for it."""
+    judge = Action(body=lambda req: completion_body(req, text="5", prompt_tokens=400, completion_tokens=5))
+    with FaultServer(script=lambda r: judge) as server:
+        cfg = config_for(
+            {
+                "baseline/rules": {"provider": "baseline"},
+                "fault/judge": {"provider": "openai", "model": "j", "base_url": server.url, "price": PRICE,
+                                "max_tokens": 16},
+            }
+        )  # fmt: skip
+        client = client_for(cfg)
+        cap = 0.01
+        summary = await run_grid(
+            issues(60), ["baseline/rules"], ["explain"], client=client, progress=False, budget_usd=cap,
+            judge_model="fault/judge", concurrency=4,
+        )  # fmt: skip
+        await client.aclose()
+        client.close()
+        assert 0 < server.count() < 60  # the judge was stopped by the budget, not run on every cell
+        assert summary.spent_usd <= cap and true_cost(server) <= cap
+    store = ResultStore(default_db_path(isolated_home))
+    assert store.run_spent(summary.run_id) == pytest.approx(summary.spent_usd)  # a resume counts it
+    store.close()
