@@ -33,11 +33,12 @@ def _client(args: argparse.Namespace, **kw: Any):
 
 def cmd_models(args: argparse.Namespace) -> int:
     from . import model_files
+    from .providers import provider_info
 
     cfg = _config(args)
     rows = []
     for model_id, spec in cfg.models.items():
-        if spec.provider == "local":
+        if provider_info(spec.provider).local_weights:
             gguf = spec.options.get("gguf")
             cached = (
                 Path(os.path.expanduser(gguf)).is_file() if gguf else model_files.cached_path() is not None
@@ -70,7 +71,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for r in rows:
         price = (
             "free"
-            if r["provider"] in ("local", "baseline")
+            if provider_info(r["provider"]).free
             else (f"{r['price']['input']:g}/{r['price']['output']:g}" if r["price"] else "unknown")
         )
         if r["api_key_env"]:
@@ -90,12 +91,17 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_models_pull(args: argparse.Namespace) -> int:
     from . import model_files
+    from .providers import provider_info
 
     cfg = _config(args)
-    ids = [args.id] if args.id else [m for m, s in cfg.models.items() if s.provider == "local"]
+    ids = (
+        [args.id]
+        if args.id
+        else [m for m, s in cfg.models.items() if provider_info(s.provider).local_weights]
+    )
     for model_id in ids:
         spec = cfg.model_spec(model_id)
-        if spec.provider != "local":
+        if not provider_info(spec.provider).local_weights:
             print(f"{model_id}: provider {spec.provider} has no local weights to pull", file=sys.stderr)
             return 2
         if spec.options.get("gguf"):

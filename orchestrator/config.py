@@ -13,15 +13,14 @@ import os
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError, UnknownModelError
-from .providers import sampling_problems
+from .providers import provider_names, sampling_problems
 
-PROVIDERS = ("openai", "openrouter", "anthropic", "cohere", "gemini", "ollama", "local", "baseline")
 MODES = ("explain", "fix", "classify", "summarize")
 CONFIG_NAME = "orchestrator.toml"
 # An answer of a few thousand tokens is a few kB; 4 MiB leaves room for any honest body and stops a
@@ -90,7 +89,16 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     id: str
-    provider: Literal["openai", "openrouter", "anthropic", "cohere", "gemini", "ollama", "local", "baseline"]
+    provider: str = Field(description="a registered provider (orchestrator.providers)")
+
+    @field_validator("provider")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        known = provider_names()
+        if v not in known:
+            raise ValueError(f"unknown provider {v!r} (known: {', '.join(known)})")
+        return v
+
     model: str = ""
     description: str = ""
     base_url: str | None = None
@@ -290,9 +298,10 @@ def _model_problems(
     if "provider" not in table and "/" in model_id:
         table = {"provider": model_id.split("/", 1)[0], **table}
     provider = table.get("provider")
-    if not isinstance(provider, str) or provider not in PROVIDERS:
+    known = provider_names()
+    if not isinstance(provider, str) or provider not in known:
         problems.append(
-            f"{where} key 'provider': unknown provider {_show(provider)} (known: {', '.join(PROVIDERS)})"
+            f"{where} key 'provider': unknown provider {_show(provider)} (known: {', '.join(known)})"
         )
         return None, problems
     if "fallbacks" in table:

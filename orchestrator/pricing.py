@@ -20,7 +20,12 @@ if TYPE_CHECKING:
     from .config import ModelSpec
     from .types import Message, Usage
 
-FREE_PROVIDERS = frozenset({"local", "baseline"})
+
+def _free(spec: ModelSpec) -> bool:
+    from .providers import provider_info
+
+    return provider_info(spec.provider).free
+
 
 # Chat templates wrap each message in role markers and separators (OpenAI: 3-4 tokens a message plus 3
 # for the reply; Llama-style templates up to ~8). Counted generously, since a worst case must not be low.
@@ -33,7 +38,7 @@ def list_cost(spec: ModelSpec, usage: Usage) -> float | None:
 
     Local and baseline models cost 0. Each token is priced on exactly one axis.
     """
-    if spec.provider in FREE_PROVIDERS:
+    if _free(spec):
         return 0.0
     price = spec.price
     if price is None:
@@ -94,7 +99,7 @@ def worst_case_cost(spec: ModelSpec, prompt_tokens: int, max_tokens: int) -> flo
 
     0 for free providers; None when the model has no price (such a call cannot be counted).
     """
-    if spec.provider in FREE_PROVIDERS:
+    if _free(spec):
         return 0.0
     if spec.price is None:
         return None
@@ -104,7 +109,7 @@ def worst_case_cost(spec: ModelSpec, prompt_tokens: int, max_tokens: int) -> flo
 def expected_cost(spec: ModelSpec, prompt_tokens: float, output_tokens: float) -> float | None:
     """A typical cost: ``prompt_tokens`` at the uncached input price plus ``output_tokens`` at the
     output price. None when the model has no price."""
-    if spec.provider in FREE_PROVIDERS:
+    if _free(spec):
         return 0.0
     price = spec.price
     if price is None:

@@ -1,185 +1,51 @@
-"""One module per provider; each exposes ``ADAPTER``. Modules load on first use, not at import.
+"""One module per provider, each exposing ``ADAPTER``, and the one registry that lists them.
 
-This package module also holds what each provider accepts for the sampling parameters
-(:data:`SAMPLING_RANGES`), so the config loader and the client can refuse a value before any request is
-sent. It imports no provider module and nothing heavy.
+To add a provider: write ``providers/<name>.py`` (an :class:`~orchestrator.providers.base.HttpAdapter`
+with ``build_request``, ``parse_response`` and ``map_error``), then add its :func:`register_provider` line
+below. Config validation, prices and the CLI read the registry; nothing else names providers.
+Provider modules load on first use, not at import.
 """
 
 from __future__ import annotations
 
-import importlib
-import math
-import numbers
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from .registry import PROVIDERS, ProviderInfo, get_adapter, provider_info, provider_names, register_provider
+from .sampling import SAMPLING_RANGES, SamplingRanges, check_call_params, sampling_problems
 
-from ..errors import BadRequestError
+__all__ = [
+    "PROVIDERS",
+    "SAMPLING_RANGES",
+    "ProviderInfo",
+    "SamplingRanges",
+    "check_call_params",
+    "get_adapter",
+    "provider_info",
+    "provider_names",
+    "register_provider",
+    "sampling_problems",
+]
 
-if TYPE_CHECKING:
-    from ..config import ModelSpec
-    from .base import Adapter
-
-PROVIDER_MODULES = {
-    "openai": "openai",
-    "openrouter": "openrouter",
-    "anthropic": "anthropic",
-    "cohere": "cohere",
-    "gemini": "gemini",
-    "ollama": "ollama",
-    "local": "local",
-    "baseline": "baseline",
-}
-
-
-def get_adapter(provider: str) -> Adapter:
-    """The adapter for ``provider`` (a name from orchestrator.toml)."""
-    try:
-        module = PROVIDER_MODULES[provider]
-    except KeyError:
-        raise ValueError(f"unknown provider {provider!r}; known: {', '.join(PROVIDER_MODULES)}") from None
-    return importlib.import_module(f"{__name__}.{module}").ADAPTER
-
-
-# ------------------------------------------------------------------ sampling ranges
-
-INT32 = (-(2**31), 2**31 - 1)
-INT64 = (-(2**63), 2**63 - 1)
-UINT64 = (0, 2**64 - 1)
-
-
-@dataclass(frozen=True)
-class SamplingRanges:
-    """Inclusive (low, high) bounds a provider accepts; ``None``: the parameter is never sent."""
-
-    temperature: tuple[float, float] | None
-    top_p: tuple[float, float] | None
-    seed: tuple[int, int] | None
-    source: str
-
-
-# The same limits as orchestrator.config's fields: used where a provider's description states none.
-_GENERIC = dict(temperature=(0.0, 2.0), top_p=(0.0, 1.0), seed=INT64)
-
-# Where each range comes from, in the API descriptions under shared/specs/ (see its README):
-SAMPLING_RANGES: dict[str, SamplingRanges] = {
-    "openai": SamplingRanges(
-        temperature=(0.0, 2.0),
-        top_p=(0.0, 1.0),
-        seed=INT64,
-        source="openai.openapi.yaml CreateChatCompletionRequest: temperature minimum 0 maximum 2, "
-        "top_p minimum 0 maximum 1, seed int64 (printed as +/-9223372036854776000)",
-    ),
-    "openrouter": SamplingRanges(
-        temperature=(0.0, 2.0),
-        top_p=(0.0, 1.0),
-        seed=INT64,
-        source="no description in shared/specs; OpenRouter takes the OpenAI request shape, so OpenAI's ranges",
-    ),
-    "anthropic": SamplingRanges(
-        temperature=(0.0, 1.0),
-        top_p=(0.0, 1.0),
-        seed=None,
-        source="anthropic.openapi.yaml CreateMessageParams: temperature minimum 0 maximum 1, top_p minimum 0 "
-        "maximum 1; no seed field (the adapter does not send one)",
-    ),
-    "cohere": SamplingRanges(
-        temperature=(0.0, 1.0),
-        top_p=(0.0, 1.0),
-        seed=UINT64,
-        source="cohere.openapi.yaml POST /v2/chat: temperature minimum 0 maximum 1; seed minimum 0 maximum "
-        "18446744073709552000 (2**64 as a float: uint64); p must be in [0.01, 0.99], which the adapter "
-        "clamps top_p to, so any top_p in [0, 1] can be sent",
-    ),
-    "gemini": SamplingRanges(
-        temperature=(0.0, 2.0),
-        top_p=(0.0, 1.0),
-        seed=INT32,
-        source="gemini.openapi.json GenerationConfig: temperature 'Values can range from [0.0, 2.0]'; topP "
-        "states no range (a probability: [0, 1]); seed format int32",
-    ),
-    "ollama": SamplingRanges(
-        **_GENERIC,
-        source="ollama.openapi.yaml ModelOptions: temperature, top_p and seed state no range; the config's "
-        "own limits apply",
-    ),
-    "local": SamplingRanges(
-        **_GENERIC,
-        source="in-process llama.cpp, no API description; the config's own limits apply",
-    ),
-    "baseline": SamplingRanges(
-        **_GENERIC,
-        source="the rule baseline samples nothing; the config's own limits apply",
-    ),
-}
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        text = repr(value)
-        return text if len(text) <= 60 else text[:57] + "..."
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    return f"{float(value):g}"
-
-
-def _real_problem(name: str, value: Any, bounds: tuple[float, float] | None, provider: str) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return f"{name} must be a number (got {_show(value)})"
-    if not math.isfinite(float(value)):
-        return f"{name} must be a finite number (got {_show(value)})"
-    if bounds is not None and not bounds[0] <= float(value) <= bounds[1]:
-        low, high = bounds
-        return f"{name} {_show(value)} is outside what {provider} accepts ({_show(low)} to {_show(high)})"
-    return None
-
-
-def _int_problem(name: str, value: Any, bounds: tuple[int, int] | None, provider: str) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        return f"{name} must be a whole number (got {_show(value)})"
-    if bounds is not None and not bounds[0] <= int(value) <= bounds[1]:
-        low, high = bounds
-        return f"{name} {_show(value)} is outside what {provider} accepts ({low} to {high})"
-    return None
-
-
-def sampling_problems(provider: str, params: Mapping[str, Any]) -> list[str]:
-    """Human messages for the values of ``params`` that ``provider`` would refuse (empty: all fine).
-
-    Checks ``temperature``, ``top_p``, ``seed`` (against :data:`SAMPLING_RANGES`) and ``max_tokens``
-    (a whole number >= 1); ``None`` means "not given"; other keys are not looked at.
-    """
-    try:
-        ranges = SAMPLING_RANGES[provider]
-    except KeyError:
-        raise ValueError(f"unknown provider {provider!r}; known: {', '.join(SAMPLING_RANGES)}") from None
-    problems: list[str] = []
-    for name in ("temperature", "top_p"):
-        value = params.get(name)
-        if value is not None:
-            problem = _real_problem(name, value, getattr(ranges, name), provider)
-            if problem:
-                problems.append(problem)
-    seed = params.get("seed")
-    if seed is not None:
-        problem = _int_problem("seed", seed, ranges.seed, provider)
-        if problem:
-            problems.append(problem)
-    max_tokens = params.get("max_tokens")
-    if max_tokens is not None:
-        problem = _int_problem("max_tokens", max_tokens, None, provider)
-        if problem is None and max_tokens < 1:
-            problem = f"max_tokens must be at least 1 (got {max_tokens})"
-        if problem:
-            problems.append(problem)
-    return problems
-
-
-def check_call_params(spec: ModelSpec, params: Mapping[str, Any]) -> None:
-    """Refuse per-call parameters ``spec``'s provider would answer with HTTP 400, before anything is sent.
-
-    Raises :class:`~orchestrator.errors.BadRequestError` naming the provider and the model id.
-    """
-    problems = sampling_problems(spec.provider, params)
-    if problems:
-        raise BadRequestError("; ".join(problems) + "; not sent", provider=spec.provider, model=spec.id)
+# One line per provider: its name in orchestrator.toml, the module holding its ADAPTER, and its traits.
+register_provider(ProviderInfo("openai", f"{__name__}.openai", sampling=SAMPLING_RANGES["openai"]))
+register_provider(
+    ProviderInfo(
+        "openrouter", f"{__name__}.openrouter", needs_key=True, sampling=SAMPLING_RANGES["openrouter"]
+    )
+)
+register_provider(
+    ProviderInfo("anthropic", f"{__name__}.anthropic", needs_key=True, sampling=SAMPLING_RANGES["anthropic"])
+)
+register_provider(
+    ProviderInfo("cohere", f"{__name__}.cohere", needs_key=True, sampling=SAMPLING_RANGES["cohere"])
+)
+register_provider(
+    ProviderInfo("gemini", f"{__name__}.gemini", needs_key=True, sampling=SAMPLING_RANGES["gemini"])
+)
+register_provider(ProviderInfo("ollama", f"{__name__}.ollama", sampling=SAMPLING_RANGES["ollama"]))
+register_provider(
+    ProviderInfo(
+        "local", f"{__name__}.local", free=True, local_weights=True, sampling=SAMPLING_RANGES["local"]
+    )
+)
+register_provider(
+    ProviderInfo("baseline", f"{__name__}.baseline", free=True, sampling=SAMPLING_RANGES["baseline"])
+)

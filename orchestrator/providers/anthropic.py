@@ -91,7 +91,6 @@ def error_class(status: int, etype: str | None, message: str) -> type[E.Provider
 
 class AnthropicAdapter(HttpAdapter):
     name = "anthropic"
-    needs_key = True
     default_base_url = "https://api.anthropic.com"
 
     def supports_schema(self, spec: Any) -> bool:

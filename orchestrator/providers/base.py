@@ -72,7 +72,6 @@ class Adapter:
     """Base of every provider adapter."""
 
     name: ClassVar[str] = ""
-    needs_key: ClassVar[bool] = False
     default_base_url: ClassVar[str | None] = None
 
     def supports_schema(self, spec: ModelSpec) -> bool:

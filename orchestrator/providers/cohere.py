@@ -42,7 +42,6 @@ def cohere_usage(raw: dict[str, Any] | None) -> Usage | None:
 
 class CohereAdapter(HttpAdapter):
     name = "cohere"
-    needs_key = True
     default_base_url = "https://api.cohere.com"
 
     def supports_schema(self, spec: Any) -> bool:

@@ -74,7 +74,6 @@ def error_reasons(details: list[Any]) -> list[str]:
 
 class GeminiAdapter(HttpAdapter):
     name = "gemini"
-    needs_key = True
     default_base_url = "https://generativelanguage.googleapis.com/v1beta"
 
     def supports_schema(self, spec: Any) -> bool:

@@ -32,7 +32,6 @@ def ollama_usage(body: dict[str, Any]) -> Usage | None:
 
 class OllamaAdapter(HttpAdapter):
     name = "ollama"
-    needs_key = False
     default_base_url = "http://localhost:11434"
 
     def supports_schema(self, spec: Any) -> bool:

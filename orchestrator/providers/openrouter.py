@@ -32,7 +32,6 @@ def provider_cost(usage: dict[str, Any] | None) -> float | None:
 
 class OpenRouterAdapter(OpenAIAdapter):
     name = "openrouter"
-    needs_key = True
     default_base_url = "https://openrouter.ai/api/v1"
 
     def key_required(self, spec: Any) -> bool:

@@ -1,0 +1,162 @@
+"""What each provider accepts for the sampling parameters, so a value it would refuse is refused first.
+
+The config loader checks a model's own values and its per-mode overrides; the client checks per-call
+overrides (:func:`check_call_params`). Each range names where it comes from in the providers' API
+descriptions (``shared/specs``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BadRequestError
+
+if TYPE_CHECKING:
+    from ..config import ModelSpec
+
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+UINT64 = (0, 2**64 - 1)
+
+
+@dataclass(frozen=True)
+class SamplingRanges:
+    """Inclusive (low, high) bounds a provider accepts; ``None``: the parameter is never sent."""
+
+    temperature: tuple[float, float] | None
+    top_p: tuple[float, float] | None
+    seed: tuple[int, int] | None
+    source: str
+
+
+# The same limits as orchestrator.config's fields: used where a provider's description states none.
+_GENERIC = dict(temperature=(0.0, 2.0), top_p=(0.0, 1.0), seed=INT64)
+
+#: The limits of orchestrator.config's own fields: for a provider whose description states none.
+GENERIC = SamplingRanges(**_GENERIC, source="no API description states ranges; the config's own limits apply")
+
+# Where each range comes from, in the API descriptions under shared/specs/ (see its README):
+SAMPLING_RANGES: dict[str, SamplingRanges] = {
+    "openai": SamplingRanges(
+        temperature=(0.0, 2.0),
+        top_p=(0.0, 1.0),
+        seed=INT64,
+        source="openai.openapi.yaml CreateChatCompletionRequest: temperature minimum 0 maximum 2, "
+        "top_p minimum 0 maximum 1, seed int64 (printed as +/-9223372036854776000)",
+    ),
+    "openrouter": SamplingRanges(
+        temperature=(0.0, 2.0),
+        top_p=(0.0, 1.0),
+        seed=INT64,
+        source="no description in shared/specs; OpenRouter takes the OpenAI request shape, so OpenAI's ranges",
+    ),
+    "anthropic": SamplingRanges(
+        temperature=(0.0, 1.0),
+        top_p=(0.0, 1.0),
+        seed=None,
+        source="anthropic.openapi.yaml CreateMessageParams: temperature minimum 0 maximum 1, top_p minimum 0 "
+        "maximum 1; no seed field (the adapter does not send one)",
+    ),
+    "cohere": SamplingRanges(
+        temperature=(0.0, 1.0),
+        top_p=(0.0, 1.0),
+        seed=UINT64,
+        source="cohere.openapi.yaml POST /v2/chat: temperature minimum 0 maximum 1; seed minimum 0 maximum "
+        "18446744073709552000 (2**64 as a float: uint64); p must be in [0.01, 0.99], which the adapter "
+        "clamps top_p to, so any top_p in [0, 1] can be sent",
+    ),
+    "gemini": SamplingRanges(
+        temperature=(0.0, 2.0),
+        top_p=(0.0, 1.0),
+        seed=INT32,
+        source="gemini.openapi.json GenerationConfig: temperature 'Values can range from [0.0, 2.0]'; topP "
+        "states no range (a probability: [0, 1]); seed format int32",
+    ),
+    "ollama": SamplingRanges(
+        **_GENERIC,
+        source="ollama.openapi.yaml ModelOptions: temperature, top_p and seed state no range; the config's "
+        "own limits apply",
+    ),
+    "local": SamplingRanges(
+        **_GENERIC,
+        source="in-process llama.cpp, no API description; the config's own limits apply",
+    ),
+    "baseline": SamplingRanges(
+        **_GENERIC,
+        source="the rule baseline samples nothing; the config's own limits apply",
+    ),
+}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    return f"{float(value):g}"
+
+
+def _real_problem(name: str, value: Any, bounds: tuple[float, float] | None, provider: str) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return f"{name} must be a number (got {_show(value)})"
+    if not math.isfinite(float(value)):
+        return f"{name} must be a finite number (got {_show(value)})"
+    if bounds is not None and not bounds[0] <= float(value) <= bounds[1]:
+        low, high = bounds
+        return f"{name} {_show(value)} is outside what {provider} accepts ({_show(low)} to {_show(high)})"
+    return None
+
+
+def _int_problem(name: str, value: Any, bounds: tuple[int, int] | None, provider: str) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return f"{name} must be a whole number (got {_show(value)})"
+    if bounds is not None and not bounds[0] <= int(value) <= bounds[1]:
+        low, high = bounds
+        return f"{name} {_show(value)} is outside what {provider} accepts ({low} to {high})"
+    return None
+
+
+def sampling_problems(provider: str, params: Mapping[str, Any]) -> list[str]:
+    """Human messages for the values of ``params`` that ``provider`` would refuse (empty: all fine).
+
+    Checks ``temperature``, ``top_p``, ``seed`` (against :data:`SAMPLING_RANGES`) and ``max_tokens``
+    (a whole number >= 1); ``None`` means "not given"; other keys are not looked at.
+    """
+    from .registry import provider_info
+
+    ranges = provider_info(provider).sampling
+    problems: list[str] = []
+    for name in ("temperature", "top_p"):
+        value = params.get(name)
+        if value is not None:
+            problem = _real_problem(name, value, getattr(ranges, name), provider)
+            if problem:
+                problems.append(problem)
+    seed = params.get("seed")
+    if seed is not None:
+        problem = _int_problem("seed", seed, ranges.seed, provider)
+        if problem:
+            problems.append(problem)
+    max_tokens = params.get("max_tokens")
+    if max_tokens is not None:
+        problem = _int_problem("max_tokens", max_tokens, None, provider)
+        if problem is None and max_tokens < 1:
+            problem = f"max_tokens must be at least 1 (got {max_tokens})"
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def check_call_params(spec: ModelSpec, params: Mapping[str, Any]) -> None:
+    """Refuse per-call parameters ``spec``'s provider would answer with HTTP 400, before anything is sent.
+
+    Raises :class:`~orchestrator.errors.BadRequestError` naming the provider and the model id.
+    """
+    problems = sampling_problems(spec.provider, params)
+    if problems:
+        raise BadRequestError("; ".join(problems) + "; not sent", provider=spec.provider, model=spec.id)
