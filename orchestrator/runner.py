@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors as E
 from .modes import MODES, get_mode
+from .rows import ResultRow
 from .run_lock import RunLock
 from .store import ResultStore, default_db_path, now_iso
 from .types import Issue
@@ -317,14 +318,14 @@ async def _run_locked(
             if finished.qsize() >= finished.maxsize // 2:
                 flush_now.set()
 
-    def record(rows: list[dict[str, Any]]) -> None:
+    def record(rows: list[ResultRow]) -> None:
         store.write_results(rows, run_id=run_id, run_spent_usd=run_spent())
         for row in rows:
             summary.cells_run += 1
-            if row["error_type"]:
+            if row.error_type:
                 summary.errors += 1
-                summary.error_kinds[row["error_type"]] = summary.error_kinds.get(row["error_type"], 0) + 1
-            if "usage_missing" in (row.get("notes") or ()) and row.get("cost_usd") is None:
+                summary.error_kinds[row.error_type] = summary.error_kinds.get(row.error_type, 0) + 1
+            if "usage_missing" in (row.notes or ()) and row.cost_usd is None:
                 summary.unknown_cost_calls += 1
         if bar is not None:
             bar.update(len(rows))
@@ -351,8 +352,8 @@ async def _run_locked(
                     return
                 issue, row, completion = item
                 if completion is not None:
-                    row.update(_score_safely(issue, row["mode"], completion))
-                row["finished_at"] = now_iso()
+                    row.update(_score_safely(issue, row.mode, completion))
+                row.finished_at = now_iso()
                 rows.append(row)
             record(rows)
 
@@ -486,23 +487,23 @@ async def _call_cell(
     cache: bool,
     ledger: Any,
     run_id: str,
-) -> tuple[dict[str, Any], Any] | None:
+) -> tuple[ResultRow, Any] | None:
     """Call the model for one cell: (row without scores, completion or None on error), or None on budget."""
     spec = client.config.model_spec(model)
     overrides: dict[str, Any] = {}
     if repeat > 0:
         overrides["seed"] = (spec.seed or 0) + repeat
-    base = {
-        "run_id": run_id,
-        "issue_id": issue.id,
-        "model": model,
-        "mode": mode,
-        "repeat": repeat,
-        "repo": issue.repo,
-        "split": issue.split,
-        "gold_type": issue.gold.type,
-        "started_at": now_iso(),
-    }
+    row = ResultRow(
+        run_id=run_id,
+        issue_id=issue.id,
+        model=model,
+        mode=mode,
+        repeat=repeat,
+        repo=issue.repo,
+        split=issue.split,
+        gold_type=issue.gold.type,
+        started_at=now_iso(),
+    )
     try:
         completion = await client.complete(
             issue,
@@ -516,45 +517,41 @@ async def _call_cell(
     except E.BudgetExceededError:
         return None
     except E.ProviderError as exc:
-        return {
-            **base,
-            "error_type": exc.kind,
-            "error_message": str(exc),
-            "attempts": exc.attempts,
-            "fallback_path": exc.fallback_path,
-            "charged_usd": getattr(exc, "charged_usd", None),
-        }, None
+        row.error_type = exc.kind
+        row.error_message = str(exc)
+        row.attempts = exc.attempts
+        row.fallback_path = exc.fallback_path
+        row.charged_usd = getattr(exc, "charged_usd", None)
+        return row, None
     except Exception as exc:  # a bug must not sink the run: record it on the cell
-        return {
-            **base,
-            "error_type": "internal",
-            "error_message": E.redact(f"{type(exc).__name__}: {exc}"),
-        }, None
-    row = {
-        **base,
-        "request_hash": completion.request_hash,
-        "text": completion.text,
-        "parsed": completion.parsed,
-        "parse_error": completion.parse_error,
-        "input_uncached": completion.usage.input_uncached,
-        "cache_read": completion.usage.cache_read,
-        "cache_write": completion.usage.cache_write,
-        "output": completion.usage.output,
-        "reasoning": completion.usage.reasoning,
-        "cost_usd": completion.cost_usd,
-        "cost_saved_usd": completion.cost_saved_usd,
-        "latency_s": completion.latency_s,
-        "attempts": completion.attempts,
-        "served_model": completion.served_model,
-        "fallback_path": completion.fallback_path,
-        "from_cache": completion.from_cache,
-        "finish_reason": completion.finish_reason,
-        "charged_usd": completion.charged_usd,
-        "notes": completion.notes or None,
-        "error_type": "",
-        "error_message": "",
-        "pred_type": (completion.parsed or {}).get("type") if mode == "classify" else None,
-    }
+        row.error_type = "internal"
+        row.error_message = E.redact(f"{type(exc).__name__}: {exc}")
+        return row, None
+    usage = completion.usage
+    row.update(
+        {
+            "request_hash": completion.request_hash,
+            "text": completion.text,
+            "parsed": completion.parsed,
+            "parse_error": completion.parse_error,
+            "input_uncached": usage.input_uncached,
+            "cache_read": usage.cache_read,
+            "cache_write": usage.cache_write,
+            "output": usage.output,
+            "reasoning": usage.reasoning,
+            "cost_usd": completion.cost_usd,
+            "cost_saved_usd": completion.cost_saved_usd,
+            "latency_s": completion.latency_s,
+            "attempts": completion.attempts,
+            "served_model": completion.served_model,
+            "fallback_path": completion.fallback_path,
+            "from_cache": completion.from_cache,
+            "finish_reason": completion.finish_reason,
+            "charged_usd": completion.charged_usd,
+            "notes": completion.notes or None,
+            "pred_type": (completion.parsed or {}).get("type") if mode == "classify" else None,
+        }
+    )
     return row, completion
 
 

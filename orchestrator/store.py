@@ -16,15 +16,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import errors as E
 from .cache import connect, connect_readonly
+from .rows import COLUMNS, INSERT_SQL, SELECT_SQL, SQL_TYPES, ResultRow, with_dtypes
+from .rows import CREATE_SQL as RESULTS_DDL
 from .run_lock import SCHEMA as LOCK_SCHEMA
-from .safe_text import repair_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,95 +53,17 @@ CREATE TABLE IF NOT EXISTS run_issues (
     issue TEXT NOT NULL,
     PRIMARY KEY (run_id, issue_id)
 );
-CREATE TABLE IF NOT EXISTS results (
-    run_id TEXT NOT NULL,
-    issue_id TEXT NOT NULL,
-    model TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    repeat INTEGER NOT NULL,
-    repo TEXT,
-    split TEXT,
-    request_hash TEXT,
-    text TEXT,
-    parsed TEXT,
-    parse_error TEXT,
-    input_uncached INTEGER,
-    cache_read INTEGER,
-    cache_write INTEGER,
-    output INTEGER,
-    reasoning INTEGER,
-    cost_usd REAL,
-    cost_saved_usd REAL,
-    latency_s REAL,
-    attempts INTEGER,
-    served_model TEXT,
-    fallback_path TEXT,
-    from_cache INTEGER,
-    finish_reason TEXT,
-    error_type TEXT NOT NULL DEFAULT '',
-    error_message TEXT NOT NULL DEFAULT '',
-    score REAL,
-    judge_score REAL,
-    scores TEXT,
-    gold_type TEXT,
-    pred_type TEXT,
-    started_at TEXT,
-    finished_at TEXT,
-    charged_usd REAL,
-    notes TEXT,
-    UNIQUE (run_id, issue_id, model, mode, repeat)
-);
-CREATE INDEX IF NOT EXISTS results_run ON results (run_id);
 """
+    + RESULTS_DDL
     + LOCK_SCHEMA
 )
 
-RESULT_COLUMNS = [
-    "run_id",
-    "issue_id",
-    "model",
-    "mode",
-    "repeat",
-    "repo",
-    "split",
-    "request_hash",
-    "text",
-    "parsed",
-    "parse_error",
-    "input_uncached",
-    "cache_read",
-    "cache_write",
-    "output",
-    "reasoning",
-    "cost_usd",
-    "cost_saved_usd",
-    "latency_s",
-    "attempts",
-    "served_model",
-    "fallback_path",
-    "from_cache",
-    "finish_reason",
-    "error_type",
-    "error_message",
-    "score",
-    "judge_score",
-    "scores",
-    "gold_type",
-    "pred_type",
-    "started_at",
-    "finished_at",
-    "charged_usd",
-    "notes",
-]
+RESULT_COLUMNS = COLUMNS  # the typed row's columns, in order (orchestrator.rows)
 # Columns added after the first release, with their SQL types: added to older databases on open.
 _ADDED_COLUMNS = {
     "runs": {"message": "TEXT NOT NULL DEFAULT ''", "spent_usd": "REAL"},
-    "results": {"charged_usd": "REAL", "notes": "TEXT"},
+    "results": {name: SQL_TYPES[name] for name in ("charged_usd", "notes")},
 }
-_INSERT = (
-    f"INSERT OR REPLACE INTO results ({', '.join(RESULT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in RESULT_COLUMNS)})"
-)
 
 
 def now_iso() -> str:
@@ -335,12 +258,16 @@ class ResultStore:
             ).fetchall()
         return {(r[0], r[1], r[2], r[3]): r[4] for r in rows}
 
-    def write_result(self, row: dict[str, Any]) -> None:
+    def write_result(self, row: ResultRow | Mapping[str, Any]) -> None:
         """Write one finished cell (committed at once: a killed run keeps it)."""
         self.write_results([row])
 
     def write_results(
-        self, rows: list[dict[str, Any]], *, run_id: str | None = None, run_spent_usd: float | None = None
+        self,
+        rows: Sequence[ResultRow | Mapping[str, Any]],
+        *,
+        run_id: str | None = None,
+        run_spent_usd: float | None = None,
     ) -> None:
         """Write finished cells in one transaction (a group commit: one fsync-free WAL append), and
         with them what the run has spent so far (``run_spent_usd``), so a resumed run counts it.
@@ -350,12 +277,12 @@ class ResultStore:
         """
         if not rows:
             return
-        values = [_row_values(row) for row in rows]
+        values = [(r if isinstance(r, ResultRow) else ResultRow.from_mapping(r)).sql_values() for r in rows]
         with self._lock:
             try:
                 self._conn.execute("BEGIN")
                 try:
-                    self._conn.executemany(_INSERT, values)
+                    self._conn.executemany(INSERT_SQL, values)
                     if run_id is not None and run_spent_usd is not None:
                         self._conn.execute(
                             "UPDATE runs SET spent_usd = ? WHERE id = ?", (run_spent_usd, run_id)
@@ -382,47 +309,18 @@ class ResultStore:
         """The results of one run (or every run) as a DataFrame with proper dtypes."""
         import pandas as pd
 
-        sql = f"SELECT {', '.join(RESULT_COLUMNS)} FROM results"
+        sql = SELECT_SQL
         params: tuple[Any, ...] = ()
         if run_id is not None:
             sql += " WHERE run_id = ?"
             params = (run_id,)
         with self._lock:
             df = pd.read_sql_query(sql, self._conn, params=params)
-        return _with_dtypes(df)
+        return with_dtypes(df)
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def _row_values(row: dict[str, Any]) -> tuple[Any, ...]:
-    """The SQL values of one cell; text UTF-8 cannot hold is repaired and noted in ``notes``."""
-    values = []
-    repaired = 0
-    get = row.get
-    for column in RESULT_COLUMNS:
-        value = get(column)
-        if isinstance(value, str):
-            if not value.isascii():
-                value, n = repair_text(value)
-                repaired += n
-        elif isinstance(value, (dict, list)):
-            value, n = repair_text(json.dumps(value, ensure_ascii=False))
-            repaired += n
-        elif isinstance(value, bool):
-            value = int(value)
-        values.append(value)
-    if repaired:
-        at = _NOTES_AT
-        notes = json.loads(values[at]) if values[at] else []
-        if "text_repaired" not in notes:
-            notes.append("text_repaired")
-        values[at] = json.dumps(notes)
-    return tuple(values)
-
-
-_NOTES_AT = RESULT_COLUMNS.index("notes")
 
 
 def _issue_json(issue: Issue) -> str:
@@ -442,23 +340,6 @@ def storage_error(path: Path, exc: BaseException) -> E.StorageError:
     elif "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
         hint = f": {path.parent} must be writable (set ORCHESTRATOR_HOME to a writable folder)"
     return E.StorageError(f"cannot write {path}: {text}{hint}")
-
-
-def _with_dtypes(df: pd.DataFrame) -> pd.DataFrame:
-    import pandas as pd
-
-    for col in ("input_uncached", "cache_read", "cache_write", "output", "reasoning", "attempts", "repeat"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    for col in ("cost_usd", "cost_saved_usd", "latency_s", "score", "judge_score"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    df["from_cache"] = df["from_cache"].fillna(0).astype(bool)
-    for col in ("error_type", "error_message"):
-        df[col] = df[col].fillna("").astype(str)
-    for col in ("started_at", "finished_at"):
-        df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
-    for col in ("model", "mode", "split", "repo"):
-        df[col] = df[col].astype("string")
-    return df
 
 
 def results_df(
