@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = ROOT.parent / "shared" / "specs"
+# the providers' full API descriptions; $ORCHESTRATOR_SPECS_DIR overrides (e.g. /nonexistent to hide them)
+SPECS = Path(os.environ.get("ORCHESTRATOR_SPECS_DIR") or ROOT.parent / "shared" / "specs")
 
 
 @pytest.fixture(autouse=True)
@@ -21,8 +22,12 @@ def isolated_home(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def specs_dir() -> Path:
+    """The full API descriptions, for a test that needs more than ``tests/contracts/`` (else it skips).
+
+    Validating requests and responses does not need it: ``spec_validation`` uses the committed contracts.
+    """
     if not SPECS.is_dir():
-        pytest.skip(f"../shared/specs absent ({SPECS}): API descriptions are needed to validate requests")
+        pytest.skip(f"../shared/specs absent ({SPECS}): this test reads the full API descriptions")
     return SPECS
 
 
@@ -41,6 +46,6 @@ def project_config() -> Path:
 
 def pytest_report_header(config):
     return [
-        f"specs: {SPECS if SPECS.is_dir() else 'absent (spec validation tests skip)'}",
+        f"specs: {SPECS if SPECS.is_dir() else 'absent (tests reading the full descriptions skip)'}",
         f"model cache: {os.environ.get('ORCHESTRATOR_MODEL_CACHE', '~/.cache/orchestrator/models')}",
     ]

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from spec_validation import validate_request
 
 from orchestrator import errors as E
 from orchestrator.client import LLMClient
@@ -25,11 +26,6 @@ from orchestrator.modes import CLASSIFY, CLASSIFY_SCHEMA, EXPLAIN
 from orchestrator.providers.base import ChatRequest
 from orchestrator.providers.openai import ADAPTER, openai_usage
 from orchestrator.types import ISSUE_TYPES, SEVERITIES, Issue, Message
-
-try:  # written by another helper; fall back to a minimal loader of our own
-    from spec_validation import validate_request as _shared_validate_request
-except ImportError:  # pragma: no cover - depends on the other helper's file
-    _shared_validate_request = None
 
 PLANTED = "sk-test-PLANTED0123456789abcdef"
 KEY_ENV = "ORCH_TEST_OPENAI_KEY"
@@ -48,46 +44,9 @@ ISSUE = Issue(
 # --------------------------------------------------------------------------- spec validation
 
 
-_OWN_SPEC: dict[str, Any] | None = None
-
-
-def _own_validate(body: dict[str, Any], specs: Path) -> None:
-    """Minimal validator: jsonschema + referencing over the OpenAI description, `nullable` dropped."""
-    global _OWN_SPEC
-    import yaml
-    from jsonschema import Draft202012Validator
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT202012
-
-    if _OWN_SPEC is None:
-
-        def drop_nullable(node: Any) -> Any:
-            if isinstance(node, dict):
-                node.pop("nullable", None)
-                for v in node.values():
-                    drop_nullable(v)
-            elif isinstance(node, list):
-                for v in node:
-                    drop_nullable(v)
-            return node
-
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        text = (specs / "openai.openapi.yaml").read_text(encoding="utf-8")
-        _OWN_SPEC = drop_nullable(yaml.load(text, Loader=loader))  # noqa: S506 - a safe loader
-    uri = "urn:spec:openai"
-    registry = Registry().with_resource(
-        uri, Resource.from_contents(_OWN_SPEC, default_specification=DRAFT202012)
-    )
-    Draft202012Validator(
-        {"$ref": f"{uri}#/components/schemas/CreateChatCompletionRequest"}, registry=registry
-    ).validate(body)
-
-
-def validate_openai_request(body: dict[str, Any], specs: Path) -> None:
-    if _shared_validate_request is not None:
-        _shared_validate_request("openai", body)
-    else:  # pragma: no cover
-        _own_validate(body, specs)
+def validate_openai_request(body: dict[str, Any]) -> None:
+    """Against ``CreateChatCompletionRequest`` in the committed contract ``tests/contracts/openai.json``."""
+    validate_request("openai", body)
 
 
 # --------------------------------------------------------------------------- loopback server
@@ -341,7 +300,7 @@ def test_usage_axes_disjoint_with_llamacpp_prompt_cache(sync_client) -> None:
 
 
 @pytest.mark.slow
-async def test_bodies_received_through_recording_proxy_validate(llama, llama_config, specs_dir) -> None:
+async def test_bodies_received_through_recording_proxy_validate(llama, llama_config) -> None:
     """What actually goes over the wire to llama.cpp validates against CreateChatCompletionRequest."""
     with Loopback(forward_to(llama.listening_address)) as proxy:
         cfg = make_config(proxy.url + "/v1")
@@ -355,7 +314,7 @@ async def test_bodies_received_through_recording_proxy_validate(llama, llama_con
     assert labelled.parse_error is None, labelled.text
     assert [r.path for r in proxy.received] == ["/v1/chat/completions"] * 2
     for rec in proxy.received:
-        validate_openai_request(rec.json, specs_dir)
+        validate_openai_request(rec.json)
         assert "authorization" not in rec.headers, "no api_key_env: no Authorization header"
     first, second = (r.json for r in proxy.received)
     assert first["max_tokens"] == 8 and first["top_p"] == 0.9 and first["seed"] == 3
@@ -388,12 +347,12 @@ async def test_bodies_received_through_recording_proxy_validate(llama, llama_con
         ),
     ],
 )
-def test_built_bodies_validate(monkeypatch, specs_dir, params, schema, spec_kw, max_field) -> None:
+def test_built_bodies_validate(monkeypatch, params, schema, spec_kw, max_field) -> None:
     monkeypatch.setenv(KEY_ENV, PLANTED)
     base = spec_kw.pop("base_url", "http://127.0.0.1:9/v1")
     req = openai_request(base, params=params, schema=schema, **spec_kw)
     call = ADAPTER.build_request(req)
-    validate_openai_request(call.json, specs_dir)
+    validate_openai_request(call.json)
     assert call.url == base + "/chat/completions"
     assert call.headers["authorization"] == f"Bearer {PLANTED}"
     body = call.json
@@ -407,7 +366,7 @@ def test_built_bodies_validate(monkeypatch, specs_dir, params, schema, spec_kw, 
     assert ("response_format" in body) == structured
 
 
-def test_messages_with_every_role_validate(specs_dir) -> None:
+def test_messages_with_every_role_validate() -> None:
     spec = ModelSpec(id="openai/m", provider="openai", model="m", base_url="http://127.0.0.1:9/v1")
     messages = [
         *EXPLAIN.messages(ISSUE),
@@ -415,11 +374,11 @@ def test_messages_with_every_role_validate(specs_dir) -> None:
         Message(role="user", content="more"),
     ]
     body = ADAPTER.build_request(ChatRequest(spec=spec, messages=messages, params={"max_tokens": 5})).json
-    validate_openai_request(body, specs_dir)
+    validate_openai_request(body)
     assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
 
 
-async def test_body_received_by_loopback_server_validates(monkeypatch, pool, specs_dir) -> None:
+async def test_body_received_by_loopback_server_validates(monkeypatch, pool) -> None:
     monkeypatch.setenv(KEY_ENV, PLANTED)
     with Loopback(Answer(200, chat_response("{}"))) as srv:
         req = openai_request(
@@ -433,7 +392,7 @@ async def test_body_received_by_loopback_server_validates(monkeypatch, pool, spe
     assert rec.path == "/v1/chat/completions"
     assert rec.headers["authorization"] == f"Bearer {PLANTED}"
     assert rec.headers["content-type"].startswith("application/json")
-    validate_openai_request(rec.json, specs_dir)
+    validate_openai_request(rec.json)
     assert rec.json == ADAPTER.build_request(req).json
 
 
