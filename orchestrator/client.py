@@ -304,7 +304,14 @@ class LLMClient:
         sent = 0
         spend = _Spend()
         for i, model_id in enumerate(chain):
-            call = self._prepare(self.config.model_spec(model_id), msgs, mode_obj, params, repeat)
+            call = self._prepare(
+                self.config.model_spec(model_id),
+                msgs,
+                mode_obj,
+                params,
+                repeat,
+                issue=prompt_or_issue if isinstance(prompt_or_issue, Issue) else None,
+            )
             last = i == len(chain) - 1
             if cache == "use" and self.cache is not None:
                 hit = self._cached(call, ledgers)
@@ -455,6 +462,7 @@ class LLMClient:
         mode: Mode | None,
         overrides: dict[str, Any],
         repeat: int,
+        issue: Issue | None = None,
     ) -> _Call:
         params = self._params(spec, mode, overrides)
         if overrides:  # the config's own values were checked when it loaded
@@ -467,6 +475,7 @@ class LLMClient:
             schema=mode.schema if mode else None,
             schema_name=mode.name if mode else "answer",
             mode=mode.name if mode else None,
+            issue=issue,
         )
         return _Call(
             spec=spec,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import errors as E
 from ..safe_text import repair_value
-from ..types import Message, Usage
+from ..types import Issue, Message, Usage
 
 if TYPE_CHECKING:
     import httpx
@@ -37,6 +37,7 @@ class ChatRequest:
     schema: dict[str, Any] | None = None
     schema_name: str = "answer"
     mode: str | None = None
+    issue: Issue | None = None  # the issue the messages were built from, when there is one
 
     @property
     def system(self) -> str:

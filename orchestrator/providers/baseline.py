@@ -1,5 +1,8 @@
 """A deterministic non-LLM baseline: keyword and rule based, instant, free. The floor every model must beat.
 
+It reads the issue's fields (``ChatRequest.issue``), never the rendered prompt; free text with no issue
+is read as a description.
+
 - classify: keyword votes over title, body and labels for type and severity; the component is the
   most frequent source-path directory or a label that is not a type label.
 - summarize: the title and the first sentence of the body.
@@ -12,9 +15,11 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
-from ..types import Usage
+from ..modes import issue_fields
+from ..types import Issue, Usage
 from .base import Adapter, ChatRequest, ProviderResponse
 
 TYPE_KEYWORDS: dict[str, tuple[str, ...]] = {
@@ -97,18 +102,32 @@ TYPE_LABELS = {
 }
 
 
-def _text(req: ChatRequest) -> str:
-    return "\n".join(m.content for m in req.chat)
+@dataclass(frozen=True)
+class Document:
+    """What the rules read: the issue's fields as a prompt shows them (body clipped, comments listed),
+    and all of it as one text for keyword and path counts."""
+
+    title: str
+    labels: str
+    description: str
+    text: str
+
+    @classmethod
+    def of_issue(cls, issue: Issue) -> Document:
+        f = issue_fields(issue)
+        text = "\n".join((f["repo"], f["title"], f["labels"], f["body"], f["comments"]))
+        return cls(f["title"], f["labels"], f["body"], text)
+
+    @classmethod
+    def of_text(cls, text: str) -> Document:
+        """Free text (no issue): all of it is the description."""
+        return cls("", "", text, text)
 
 
-def _field(text: str, name: str) -> str:
-    match = re.search(rf"^{name}: (.*)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else ""
-
-
-def _description(text: str) -> str:
-    match = re.search(r"Description:\n(.*?)\n\nComments:", text, re.DOTALL)
-    return match.group(1) if match else text
+def _document(req: ChatRequest) -> Document:
+    if req.issue is not None:
+        return Document.of_issue(req.issue)
+    return Document.of_text("\n".join(m.content for m in req.chat))
 
 
 def _sentences(text: str) -> list[str]:
@@ -118,15 +137,14 @@ def _sentences(text: str) -> list[str]:
     return [p.strip().replace("\n", " ") for p in parts if len(p.strip()) > 15]
 
 
-def classify(text: str) -> dict[str, Any]:
-    lowered = text.lower()
-    title = re.search(r"^Issue #\S*: (.*)$", text, re.MULTILINE)
-    title_text = title.group(1).lower() if title else ""
+def classify(doc: Document) -> dict[str, Any]:
+    lowered = doc.text.lower()
+    title_text = doc.title.lower()
     votes = Counter({t: 0.0 for t in TYPE_KEYWORDS})
     for issue_type, words in TYPE_KEYWORDS.items():
         for word in words:
             votes[issue_type] += lowered.count(word) + 2 * title_text.count(word)
-    labels = _field(text, "Labels").lower()
+    labels = doc.labels.lower()
     if "enhancement" in labels or "feature" in labels:
         votes["feature"] += 3
     if "question" in labels:
@@ -141,12 +159,12 @@ def classify(text: str) -> dict[str, Any]:
         if any(word in lowered for word in SEVERITY_KEYWORDS[level]):
             severity = level
             break
-    return {"type": issue_type, "component": component(text), "severity": severity}
+    return {"type": issue_type, "component": component(doc), "severity": severity}
 
 
-def component(text: str) -> str:
+def component(doc: Document) -> str:
     dirs = Counter()
-    for path in PATH_RE.findall(text):
+    for path in PATH_RE.findall(doc.text):
         parts = [
             p
             for p in path.split("/")[:-1]
@@ -156,7 +174,7 @@ def component(text: str) -> str:
             dirs[parts[-1].lower()] += 1
     if dirs:
         return dirs.most_common(1)[0][0]
-    for label in [x.strip().lower() for x in _field(text, "Labels").split(",")]:
+    for label in [x.strip().lower() for x in doc.labels.split(",")]:
         if (
             label
             and label != "(none)"
@@ -182,18 +200,16 @@ def files(text: str) -> list[str]:
     return list(seen)
 
 
-def answer(mode: str | None, text: str) -> str:
-    desc = _description(text)
-    sentences = _sentences(desc)
-    title = re.search(r"^Issue #\S*: (.*)$", text, re.MULTILINE)
-    title_text = title.group(1).strip() if title else ""
+def answer(mode: str | None, doc: Document) -> str:
+    sentences = _sentences(doc.description)
+    title_text = doc.title.strip()
     if mode == "classify":
-        return json.dumps(classify(text))
+        return json.dumps(classify(doc))
     if mode == "summarize":
         first = sentences[0] if sentences else ""
         return f"{title_text}. {first}".strip()
     if mode == "fix":
-        named = files(text)
+        named = files(doc.text)
         if not named:
             return "No file is named in the issue; the baseline cannot propose a change."
         listing = "\n".join(f"- {p}" for p in named[:5])
@@ -210,10 +226,11 @@ class BaselineAdapter(Adapter):
         return True
 
     async def send(self, req: ChatRequest, pool: Any) -> ProviderResponse:
-        text = _text(req)
-        out = answer(req.mode, text)
-        # Word counts stand in for tokens so the usage columns are comparable, never priced.
-        usage = Usage(input_uncached=len(text.split()), output=len(out.split()))
+        doc = _document(req)
+        out = answer(req.mode, doc)
+        # Word counts of what a model would have read stand in for tokens: comparable, never priced.
+        prompt = "\n".join(m.content for m in req.chat)
+        usage = Usage(input_uncached=len(prompt.split()), output=len(out.split()))
         return ProviderResponse(text=out, usage=usage, served_model="baseline-rules-v1", finish_reason="stop")
 
 
