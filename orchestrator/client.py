@@ -39,7 +39,7 @@ import httpx
 from . import errors as E
 from .cache import ResponseCache, cache_key
 from .config import Config, ModelSpec, load_config
-from .http import HttpPool
+from .providers.http import HttpPool
 from .ledger import Ledger
 from .limits import LIMITER, Bucket, BucketPaused, Limiter
 from .modes import Mode, get_mode, parse_structured

@@ -108,10 +108,10 @@ def test_public_names_resolve_lazily() -> None:
     after = report["after_modules"]
     # The client needs its HTTP plumbing, but still no model and no provider adapter.
     assert "xllamacpp" not in after
-    adapters = [
-        m for m in after if m.startswith("orchestrator.providers.") and m != "orchestrator.providers.base"
-    ]
-    assert adapters == []
+    from orchestrator.providers import PROVIDERS
+
+    adapters = sorted({info.module for info in PROVIDERS.values()} & set(after))
+    assert adapters == [], "the client loaded a provider adapter before any call"
     assert "pandas" not in after
     assert report["sockets_after"] == []
 

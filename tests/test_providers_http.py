@@ -16,7 +16,7 @@ from spec_validation import validate_request, validate_response
 
 from orchestrator import errors as E
 from orchestrator.config import ModelSpec
-from orchestrator.http import HttpPool
+from orchestrator.providers.http import HttpPool
 from orchestrator.modes import CLASSIFY_SCHEMA
 from orchestrator.providers.anthropic import ADAPTER as ANTHROPIC
 from orchestrator.providers.base import ChatRequest, HttpAdapter, ProviderResponse

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import httpx
 
     from ..config import ModelSpec
-    from ..http import HttpPool
+    from .http import HttpPool
 
 
 @dataclass
@@ -266,11 +266,11 @@ class HttpAdapter(Adapter):
 
         The whole attempt (connect, send, every read) must finish within ``spec.attempt_deadline``:
         a server that drips one byte a second never trips the per-read timeout, but trips this. The body
-        is read within ``spec.max_response_bytes`` (compressed and decoded, see :mod:`orchestrator.http`).
+        is read within ``spec.max_response_bytes`` (compressed and decoded, see :mod:`orchestrator.providers.http`).
         """
         import httpx
 
-        from ..http import BadEncoding, BodyTooLarge
+        from .http import BadEncoding, BodyTooLarge
 
         spec = req.spec
         call = self.build_request(req)
