@@ -32,7 +32,7 @@ def _client(args: argparse.Namespace, **kw: Any):
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from . import model_files
+    from .providers import model_files
     from .providers import provider_info
 
     cfg = _config(args)
@@ -90,7 +90,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_models_pull(args: argparse.Namespace) -> int:
-    from . import model_files
+    from .providers import model_files
     from .providers import provider_info
 
     cfg = _config(args)

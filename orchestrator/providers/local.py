@@ -62,7 +62,7 @@ def model_path(spec: Any) -> Path:
         if not path.is_file():
             raise E.UnknownProviderModelError(f"GGUF file not found: {path}", provider="local", model=spec.id)
         return path
-    from ..model_files import fetch
+    from .model_files import fetch
 
     return fetch()
 

@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import OrchestratorError
+from ..errors import OrchestratorError
 
 
 class ModelFetchError(OrchestratorError):
