@@ -23,7 +23,7 @@ def _config(args: argparse.Namespace):
 
 
 def _client(args: argparse.Namespace, **kw: Any):
-    from .client import LLMClient
+    from .client.llm_client import LLMClient
 
     return LLMClient(_config(args), **kw)
 

@@ -557,7 +557,7 @@ def estimate_grid(
     ``cache=False``: no cell counts as cached (as ``--no-cache``); earlier answers still give output
     lengths. ``concurrency`` only refines how many calls fit a budget.
     """
-    from .client import LLMClient
+    from .client.llm_client import LLMClient
     from .config import Config, load_config
     from .modes import get_mode
     from .pricing import expected_cost, worst_case_cost

@@ -43,7 +43,7 @@ def _warn_repair(message: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .client import LLMClient
+    from .client.llm_client import LLMClient
     from .config import load_config
     from .datasets import load_issues
     from .runner import dataset_label, run_grid
@@ -196,7 +196,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .client import LLMClient
+    from .client.llm_client import LLMClient
     from .config import load_config
     from .runner import rescore_run
     from .store import open_store

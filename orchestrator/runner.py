@@ -37,7 +37,7 @@ from .types import Issue
 log = logging.getLogger("orchestrator")
 
 if TYPE_CHECKING:
-    from .client import LLMClient
+    from .client.llm_client import LLMClient
 
 
 @dataclass
@@ -144,7 +144,7 @@ async def run_grid(
     store: ResultStore | None = None,
 ) -> RunSummary:
     """Run every (issue, model, mode, repeat) cell and store each result as it finishes."""
-    from .client import LLMClient
+    from .client.llm_client import LLMClient
 
     if not issues:
         raise ValueError("run_grid: no issues to run")
@@ -453,7 +453,7 @@ def _score_safely(issue: Issue, mode: str, completion: Any) -> dict[str, Any]:
 
 def run_grid_sync(*args: Any, **kwargs: Any) -> RunSummary:
     """``run_grid`` for scripts and notebook cells (works inside Jupyter's running loop)."""
-    from .client import LLMClient
+    from .client.llm_client import LLMClient
 
     client = kwargs.pop("client", None) or LLMClient(kwargs.pop("config", None))
     return client.run_sync(run_grid(*args, client=client, **kwargs))

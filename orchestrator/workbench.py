@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from pandas.io.formats.style import Styler
 
-    from .client import LLMClient
+    from .client.llm_client import LLMClient
     from .config import Config
     from .estimate import GridEstimate
     from .runner import RunSummary
@@ -394,7 +394,7 @@ def run_benchmark(
     progress: bool = True,
 ) -> Benchmark:
     """Run the grid (with a progress bar) and load its results: the notebook's one call."""
-    from .client import LLMClient
+    from .client.llm_client import LLMClient
     from .runner import new_run_id, run_grid
     from .store import open_store
 

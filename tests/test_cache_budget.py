@@ -12,7 +12,7 @@ from fault_server import Action, FaultServer, completion_body, config_for
 
 from orchestrator import errors as E
 from orchestrator import modes
-from orchestrator.client import LLMClient, RetryPolicy
+from orchestrator.client.llm_client import LLMClient, RetryPolicy
 from orchestrator.ledger import Ledger
 from orchestrator.limits import Limiter
 from orchestrator.pricing import list_cost, worst_case_cost
@@ -23,7 +23,7 @@ PRICE = {"input": 2.0, "output": 8.0, "cache_read": 0.5}  # USD per million toke
 
 @pytest.fixture(autouse=True)
 def fresh_limiter(monkeypatch):
-    monkeypatch.setattr("orchestrator.client.LIMITER", Limiter())
+    monkeypatch.setattr("orchestrator.client.llm_client.LIMITER", Limiter())
 
 
 @pytest.fixture

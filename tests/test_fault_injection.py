@@ -27,7 +27,7 @@ import pytest
 from fault_server import FAULTS, Action, Blackhole, FaultServer, Sleeps, config_for
 
 from orchestrator import errors as E
-from orchestrator.client import Breaker, LLMClient, RetryPolicy
+from orchestrator.client.llm_client import Breaker, LLMClient, RetryPolicy
 from orchestrator.limits import Limiter
 
 CALLS = 520
@@ -49,7 +49,7 @@ async def loop_lag(period_s: float = 0.005) -> None:
 
 @pytest.fixture(autouse=True)
 def fresh_limiter(monkeypatch):
-    monkeypatch.setattr("orchestrator.client.LIMITER", Limiter())
+    monkeypatch.setattr("orchestrator.client.llm_client.LIMITER", Limiter())
 
 
 @pytest.mark.timeout(120)

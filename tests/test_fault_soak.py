@@ -23,7 +23,7 @@ import pytest
 from fault_server import FAULTS, HOSTILE_FAULTS, FaultServer, config_for
 
 from orchestrator import errors as E
-from orchestrator.client import Breaker, LLMClient, RetryPolicy
+from orchestrator.client.llm_client import Breaker, LLMClient, RetryPolicy
 from orchestrator.limits import Limiter
 from orchestrator.runner import run_grid
 from orchestrator.store import ResultStore, default_db_path
@@ -40,7 +40,7 @@ POLICY = RetryPolicy(max_attempts=3, base_delay_s=0.01, max_wait_s=0.3, max_tota
 
 @pytest.fixture(autouse=True)
 def fresh_limiter(monkeypatch):
-    monkeypatch.setattr("orchestrator.client.LIMITER", Limiter())
+    monkeypatch.setattr("orchestrator.client.llm_client.LIMITER", Limiter())
 
 
 def cells() -> list[Issue]:

@@ -84,12 +84,12 @@ def test_import_loads_no_model_no_provider_no_http_and_opens_no_socket() -> None
 def test_public_names_resolve_lazily() -> None:
     report = run_shim(
         """
-        loaded_before = "orchestrator.client" in sys.modules
+        loaded_before = "orchestrator.client.llm_client" in sys.modules
         cls = orchestrator.LLMClient
         report["client_loaded_before"] = loaded_before
-        report["client_loaded_after"] = "orchestrator.client" in sys.modules
+        report["client_loaded_after"] = "orchestrator.client.llm_client" in sys.modules
         report["name"] = cls.__name__
-        report["same"] = cls is sys.modules["orchestrator.client"].LLMClient
+        report["same"] = cls is sys.modules["orchestrator.client.llm_client"].LLMClient
         report["cached"] = "LLMClient" in vars(orchestrator)
         report["in_dir"] = "LLMClient" in dir(orchestrator)
         try:

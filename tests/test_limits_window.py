@@ -25,7 +25,7 @@ import pytest
 from fault_server import FaultServer, config_for
 
 from orchestrator import shared_limits
-from orchestrator.client import LLMClient, RetryPolicy
+from orchestrator.client.llm_client import LLMClient, RetryPolicy
 from orchestrator.limits import SPAN_S, BucketPaused, Limiter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,7 +273,7 @@ CLIENT = textwrap.dedent(
     import asyncio, json, sys
     sys.path.insert(0, sys.argv[1])
     from fault_server import config_for
-    from orchestrator.client import LLMClient
+    from orchestrator.client.llm_client import LLMClient
 
     url, rpm, n, tag = sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     cfg = config_for({"t/m": {"provider": "openai", "model": "m", "base_url": url, "timeout": 5.0,
@@ -456,7 +456,7 @@ async def test_a_file_locked_for_too_long_falls_back(tmp_path, caplog, monkeypat
 async def test_client_on_a_read_only_home_still_answers(tmp_path, caplog, monkeypatch):
     (tmp_path / "home").write_text("not a directory")
     monkeypatch.setenv("ORCHESTRATOR_HOME", str(tmp_path / "home" / "orch"))
-    monkeypatch.setattr("orchestrator.client.LIMITER", Limiter())
+    monkeypatch.setattr("orchestrator.client.llm_client.LIMITER", Limiter())
     caplog.set_level(logging.WARNING)
     with FaultServer() as server:
         cfg = config_for(

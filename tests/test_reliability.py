@@ -16,7 +16,7 @@ import pytest
 from fault_server import Action, FaultServer, Sleeps, completion_body, config_for
 
 from orchestrator import errors as E
-from orchestrator.client import Breaker, LLMClient, RetryPolicy
+from orchestrator.client.llm_client import Breaker, LLMClient, RetryPolicy
 from orchestrator.limits import SPAN_S, Bucket, BucketPaused, Gate, Limiter
 
 FAST = RetryPolicy(max_attempts=3, base_delay_s=0.01, max_wait_s=5.0, max_total_wait_s=10.0)
@@ -42,7 +42,7 @@ def first_then_ok(action: Action):
 @pytest.fixture(autouse=True)
 def fresh_limiter(monkeypatch):
     """A fresh process-wide limiter per test (a port reused by a later server must not inherit a pause)."""
-    monkeypatch.setattr("orchestrator.client.LIMITER", Limiter())
+    monkeypatch.setattr("orchestrator.client.llm_client.LIMITER", Limiter())
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator.client import LLMClient, RetryPolicy
+from orchestrator.client.llm_client import LLMClient, RetryPolicy
 from orchestrator.config import load_config
 from orchestrator.errors import ConfigError
 from orchestrator.routing import (

@@ -21,7 +21,7 @@ import pytest
 from fault_server import Action, FaultServer, Request, completion_body, config_for
 
 from orchestrator import errors as E
-from orchestrator.client import LLMClient, RetryPolicy
+from orchestrator.client.llm_client import LLMClient, RetryPolicy
 from orchestrator.limits import Limiter
 from orchestrator.runner import run_grid
 from orchestrator.store import ResultStore, default_db_path
@@ -32,7 +32,7 @@ PRICE = {"input": 2.0, "output": 8.0}
 
 @pytest.fixture(autouse=True)
 def fresh_limiter(monkeypatch):
-    monkeypatch.setattr("orchestrator.client.LIMITER", Limiter())
+    monkeypatch.setattr("orchestrator.client.llm_client.LIMITER", Limiter())
 
 
 def issues(n: int, body: str = "Traceback in src/app.py") -> list[Issue]:

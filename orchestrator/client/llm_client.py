@@ -36,18 +36,18 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 
-from . import errors as E
-from .cache import ResponseCache, cache_key
-from .config import Config, ModelSpec, load_config
-from .providers.http import HttpPool
-from .ledger import Ledger
-from .limits import LIMITER, Bucket, BucketPaused, Limiter
-from .modes import Mode, get_mode, parse_structured
-from .pricing import list_cost, worst_case_cost, worst_case_prompt_tokens
-from .providers import check_call_params, get_adapter
-from .providers.base import ChatRequest, ProviderResponse
-from .safe_text import repair_text
-from .types import Completion, Issue, Message, Usage
+from .. import errors as E
+from ..cache import ResponseCache, cache_key
+from ..config import Config, ModelSpec, load_config
+from ..providers.http import HttpPool
+from ..ledger import Ledger
+from ..limits import LIMITER, Bucket, BucketPaused, Limiter
+from ..modes import Mode, get_mode, parse_structured
+from ..pricing import list_cost, worst_case_cost, worst_case_prompt_tokens
+from ..providers import check_call_params, get_adapter
+from ..providers.base import ChatRequest, ProviderResponse
+from ..safe_text import repair_text
+from ..types import Completion, Issue, Message, Usage
 
 log = logging.getLogger("orchestrator")
 T = TypeVar("T")
@@ -282,7 +282,7 @@ class LLMClient:
         mode_obj = get_mode(mode) if mode else None
         entry = self.config.routing.get(mode) if (mode and not model) else None
         if isinstance(entry, dict) and isinstance(entry.get("cascade"), dict):
-            from .routing import complete_cascade  # each step names its model: no recursion
+            from ..routing import complete_cascade  # each step names its model: no recursion
 
             return await complete_cascade(
                 self,
