@@ -48,7 +48,16 @@ def shout():
 
 
 def test_the_builtin_providers_are_registered():
-    assert provider_names() == ["openai", "openrouter", "anthropic", "cohere", "gemini", "ollama", "local", "baseline"]
+    assert provider_names() == [
+        "openai",
+        "openrouter",
+        "anthropic",
+        "cohere",
+        "gemini",
+        "ollama",
+        "local",
+        "baseline",
+    ]
 
 
 async def test_a_provider_registered_from_a_test_file_works_everywhere(shout, tmp_path, capsys):
