@@ -120,7 +120,7 @@ CASES: dict[str, str] = {
             out(summary=f"key found in: {', '.join(sorted(leaked)) or 'nothing'}")
     """,
     "rpm = 30: most requests in one 60 s window": """
-        from orchestrator.limits import Limiter
+        from orchestrator.client.limits import Limiter
         now = [0.0]
         async def sleep(s):
             now[0] += max(s, 0.0)

@@ -4,7 +4,7 @@ For every scope the file holds the log of the releases of the last minute (time,
 and token sum (kept up to date by every write, so that a release costs the same however full the window
 is), and the scope's RPM spacing slot and 429 pause. A process releases a request only inside one short write transaction
 (``BEGIN IMMEDIATE``) that checks the pause, the spacing and the window against that log and appends
-to it, so the window guarantee of :mod:`orchestrator.limits` holds over every process together.
+to it, so the window guarantee of :mod:`orchestrator.client.limits` holds over every process together.
 
 Times are ``time.time()``: one machine, one clock (``time.monotonic()`` is not comparable across
 containers). A clock step is tolerated: a time found more than a second in the future (the clock went

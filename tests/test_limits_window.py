@@ -25,8 +25,8 @@ import pytest
 from fault_server import FaultServer, config_for
 
 from orchestrator import shared_limits
+from orchestrator.client.limits import SPAN_S, BucketPaused, Limiter
 from orchestrator.client.llm_client import LLMClient, RetryPolicy
-from orchestrator.limits import SPAN_S, BucketPaused, Limiter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -244,7 +244,7 @@ WORKER = textwrap.dedent(
     """
     import asyncio, json, sys, time
     from pathlib import Path
-    from orchestrator.limits import Limiter
+    from orchestrator.client.limits import Limiter
 
     db, rpm, n, tasks = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     limiter = Limiter()
@@ -354,7 +354,7 @@ def test_two_processes_share_tpm(tmp_path):
         """
         import asyncio, json, sys
         from pathlib import Path
-        from orchestrator.limits import Limiter
+        from orchestrator.client.limits import Limiter
 
         limiter = Limiter()
         bucket = limiter.bucket("tpm-scope", tpm=1000, shared=Path(sys.argv[1]))

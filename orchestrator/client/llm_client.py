@@ -39,15 +39,15 @@ import httpx
 from .. import errors as E
 from ..cache import ResponseCache, cache_key
 from ..config import Config, ModelSpec, load_config
-from ..providers.http import HttpPool
 from ..ledger import Ledger
-from ..limits import LIMITER, Bucket, BucketPaused, Limiter
 from ..modes import Mode, get_mode, parse_structured
 from ..pricing import list_cost, worst_case_cost, worst_case_prompt_tokens
 from ..providers import check_call_params, get_adapter
 from ..providers.base import ChatRequest, ProviderResponse
+from ..providers.http import HttpPool
 from ..safe_text import repair_text
 from ..types import Completion, Issue, Message, Usage
+from .limits import LIMITER, Bucket, BucketPaused, Limiter
 
 log = logging.getLogger("orchestrator")
 T = TypeVar("T")

@@ -55,8 +55,8 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from .errors import RateLimitedError
-from .shared_limits import BUSY_RETRY_S, Claim, SharedLog
+from ..errors import RateLimitedError
+from ..shared_limits import BUSY_RETRY_S, Claim, SharedLog
 
 WINDOW_S = 60.0  # the providers' minute
 SLACK_S = 0.1  # network jitter between our release and the server's arrival (see the module docstring)
