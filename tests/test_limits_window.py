@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from fault_server import FaultServer, config_for
 
-from orchestrator import shared_limits
+from orchestrator.client import shared_limits
 from orchestrator.client.limits import SPAN_S, BucketPaused, Limiter
 from orchestrator.client.llm_client import LLMClient, RetryPolicy
 
@@ -473,7 +473,7 @@ def test_a_limits_file_from_another_version_is_started_afresh(tmp_path, caplog):
     """A file whose tables another version made (here: no `n` column) must not disable sharing."""
     import sqlite3
 
-    from orchestrator.shared_limits import SharedLog
+    from orchestrator.client.shared_limits import SharedLog
 
     path = tmp_path / "limits.sqlite"
     conn = sqlite3.connect(path)

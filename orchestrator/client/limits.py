@@ -27,7 +27,7 @@ What holds where:
 - **Within a process**: all of the above, over every client, task, thread and event loop.
 - **Across processes on one machine**: a bucket given ``shared=<file>`` (the client passes
   ``$ORCHESTRATOR_HOME/limits.sqlite``) keeps its release log, spacing slot and 429 pause in that SQLite
-  file (:mod:`orchestrator.shared_limits`); each release is one short write transaction, so RPM, TPM,
+  file (:mod:`orchestrator.client.shared_limits`); each release is one short write transaction, so RPM, TPM,
   spacing and pauses hold over all processes sharing the file together. Concurrency does not: each
   process has its own gate. A bucket without RPM or TPM shares only its pauses, read at most every
   0.25 s (no transaction per request). The shared times are ``time.time()`` (one machine, one
@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RateLimitedError
-from ..shared_limits import BUSY_RETRY_S, Claim, SharedLog
+from .shared_limits import BUSY_RETRY_S, Claim, SharedLog
 
 WINDOW_S = 60.0  # the providers' minute
 SLACK_S = 0.1  # network jitter between our release and the server's arrival (see the module docstring)
