@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import errors as E
-from .cache import connect, connect_readonly
+from .client.cache import connect, connect_readonly
 from .rows import COLUMNS, INSERT_SQL, SELECT_SQL, SQL_TYPES, ResultRow, with_dtypes
 from .rows import CREATE_SQL as RESULTS_DDL
 from .run_lock import SCHEMA as LOCK_SCHEMA

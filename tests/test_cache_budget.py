@@ -371,7 +371,7 @@ def test_list_cost_uses_disjoint_axes():
 
 
 def test_cache_put_get_roundtrip_and_purge(tmp_path):
-    from orchestrator.cache import ResponseCache
+    from orchestrator.client.cache import ResponseCache
     from orchestrator.types import Completion
 
     cache = ResponseCache(tmp_path / "c.sqlite")

@@ -18,8 +18,8 @@ import pytest
 from fault_server import FaultServer
 
 from orchestrator import estimate as est
-from orchestrator.cache import ResponseCache
 from orchestrator.cli import main
+from orchestrator.client.cache import ResponseCache
 from orchestrator.config import load_config
 from orchestrator.estimate import APPROXIMATE, estimate_grid
 from orchestrator.modes import get_mode

@@ -37,7 +37,6 @@ from typing import Any, Literal, TypeVar
 import httpx
 
 from .. import errors as E
-from ..cache import ResponseCache, cache_key
 from ..config import Config, ModelSpec, load_config
 from ..ledger import Ledger
 from ..modes import Mode, get_mode, parse_structured
@@ -47,6 +46,7 @@ from ..providers.base import ChatRequest, ProviderResponse
 from ..providers.http import HttpPool
 from ..safe_text import repair_text
 from ..types import Completion, Issue, Message, Usage
+from .cache import ResponseCache, cache_key
 from .limits import LIMITER, Bucket, BucketPaused, Limiter
 
 log = logging.getLogger("orchestrator")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .types import Completion
+from ..types import Completion
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -40,7 +40,7 @@ def connect(path: Path) -> sqlite3.Connection:
     Raises :class:`~orchestrator.errors.StorageError` naming the file when the folder cannot be
     created or the database cannot be opened for writing (a read-only ORCHESTRATOR_HOME).
     """
-    from .errors import StorageError
+    from ..errors import StorageError
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def connect_readonly(path: Path, schema: str) -> sqlite3.Connection:
     A WAL database in a read-only folder cannot create its shared-memory file, so that case is opened
     as immutable (safe: nothing can write a read-only folder meanwhile).
     """
-    from .errors import StorageError
+    from ..errors import StorageError
 
     def empty() -> sqlite3.Connection:
         conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
@@ -92,7 +92,7 @@ class ResponseCache:
     """Get and put completions by key; thread-safe, one connection."""
 
     def __init__(self, path: Path) -> None:
-        from .errors import StorageError
+        from ..errors import StorageError
 
         self.path = path
         self._conn = connect(path)
