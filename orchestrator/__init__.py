@@ -26,7 +26,7 @@ _EXPORTS = {
     "Comment": "types",
     "MODES": "modes",
     "get_mode": "modes",
-    "Ledger": "ledger",
+    "Ledger": "client.ledger",
     "ProviderError": "errors",
     "BudgetExceeded": "errors",
     "BudgetExceededError": "errors",
@@ -45,9 +45,9 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Breaker, LLMClient, RetryPolicy
+    from .client.ledger import Ledger
     from .config import Config, ModelSpec, load_config
     from .errors import BudgetExceeded, BudgetExceededError, ConfigError, ProviderError, UnknownModelError
-    from .ledger import Ledger
     from .modes import MODES, get_mode
     from .types import Comment, Completion, Gold, Issue, Message, Usage
 

@@ -220,7 +220,7 @@ async def _run_locked(
     progress: bool,
 ) -> RunSummary:
     """The run itself, once its lease is held: plan the cells, call, score, store."""
-    from .ledger import Ledger
+    from .client.ledger import Ledger
 
     params = {
         "models": list(models),

@@ -9,7 +9,7 @@ For each model of the chain (the asked model, then its fallbacks):
 1. the response cache is read (``cache="use"``): a hit costs nothing and is returned;
 2. a model whose circuit is open (it kept failing) is skipped, unless it is the last one left;
    a fallback whose context window cannot hold the prompt is skipped;
-3. each attempt reserves its worst case against the budget (see :mod:`orchestrator.ledger`): an
+3. each attempt reserves its worst case against the budget (see :mod:`orchestrator.client.ledger`): an
    attempt that could cross the cap is not sent; the reservation is settled when the attempt ends;
 4. each attempt takes a concurrency permit, then a rate-limit slot (RPM, TPM, 429 pauses), then is sent;
 5. a retryable error is retried with exponential backoff and full jitter, or after the server's hint;
@@ -38,7 +38,6 @@ import httpx
 
 from .. import errors as E
 from ..config import Config, ModelSpec, load_config
-from ..ledger import Ledger
 from ..modes import Mode, get_mode, parse_structured
 from ..pricing import list_cost, worst_case_cost, worst_case_prompt_tokens
 from ..providers import check_call_params, get_adapter
@@ -47,6 +46,7 @@ from ..providers.http import HttpPool
 from ..safe_text import repair_text
 from ..types import Completion, Issue, Message, Usage
 from .cache import ResponseCache, cache_key
+from .ledger import Ledger
 from .limits import LIMITER, Bucket, BucketPaused, Limiter
 
 log = logging.getLogger("orchestrator")

@@ -24,8 +24,8 @@ import threading
 import warnings
 from dataclasses import dataclass, field, fields
 
-from .errors import BudgetExceededError
-from .types import Completion
+from ..errors import BudgetExceededError
+from ..types import Completion
 
 log = logging.getLogger("orchestrator")
 
