@@ -558,9 +558,9 @@ def estimate_grid(
     lengths. ``concurrency`` only refines how many calls fit a budget.
     """
     from .client.llm_client import LLMClient
+    from .client.pricing import expected_cost, worst_case_cost
     from .config import Config, load_config
     from .modes import get_mode
-    from .pricing import expected_cost, worst_case_cost
     from .runner import _cells
 
     cfg = config if isinstance(config, Config) else load_config(config)

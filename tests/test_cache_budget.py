@@ -15,7 +15,7 @@ from orchestrator import modes
 from orchestrator.client.ledger import Ledger
 from orchestrator.client.limits import Limiter
 from orchestrator.client.llm_client import LLMClient, RetryPolicy
-from orchestrator.pricing import list_cost, worst_case_cost
+from orchestrator.client.pricing import list_cost, worst_case_cost
 from orchestrator.types import Message, Usage
 
 PRICE = {"input": 2.0, "output": 8.0, "cache_read": 0.5}  # USD per million tokens

@@ -1,7 +1,7 @@
 """``orchestrator run --estimate`` and :func:`orchestrator.estimate.estimate_grid`.
 
 Numbers are computed here from the prompts themselves, independently of the estimate's code: characters
-/ 4 for prompt tokens, UTF-8 bytes + template tokens for the worst case (see orchestrator.pricing), the
+/ 4 for prompt tokens, UTF-8 bytes + template tokens for the worst case (see orchestrator.client.pricing), the
 list prices of the test config. Runs that fill the cache or the results database go to a loopback
 OpenAI-compatible server that counts requests.
 """
@@ -90,7 +90,7 @@ def chars_over_4(issue: Issue, mode: str) -> int:
 
 
 def worst_prompt(issue: Issue, mode: str) -> int:
-    """16 per request + UTF-8 bytes and 8 per message + the schema's bytes (orchestrator.pricing)."""
+    """16 per request + UTF-8 bytes and 8 per message + the schema's bytes (orchestrator.client.pricing)."""
     m = get_mode(mode)
     total = 16 + sum(len(x.content.encode()) + 8 for x in m.messages(issue))
     if m.schema is not None:

@@ -1,7 +1,7 @@
 """Cost and token accounting: a ledger by model and mode, and a budget that no honest server can cross.
 
 Before each attempt the client reserves the worst case the attempt can cost
-(:func:`~orchestrator.pricing.worst_case_cost`); an attempt whose worst case, added to what is spent and
+(:func:`~orchestrator.client.pricing.worst_case_cost`); an attempt whose worst case, added to what is spent and
 what concurrent attempts have reserved, would cross the cap is not sent
 (:class:`~orchestrator.errors.BudgetExceededError`). Afterwards the reservation is settled, atomically:
 

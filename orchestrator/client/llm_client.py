@@ -39,7 +39,6 @@ import httpx
 from .. import errors as E
 from ..config import Config, ModelSpec, load_config
 from ..modes import Mode, get_mode, parse_structured
-from ..pricing import list_cost, worst_case_cost, worst_case_prompt_tokens
 from ..providers import check_call_params, get_adapter
 from ..providers.base import ChatRequest, ProviderResponse
 from ..providers.http import HttpPool
@@ -48,6 +47,7 @@ from ..types import Completion, Issue, Message, Usage
 from .cache import ResponseCache, cache_key
 from .ledger import Ledger
 from .limits import LIMITER, Bucket, BucketPaused, Limiter
+from .pricing import list_cost, worst_case_cost, worst_case_prompt_tokens
 
 log = logging.getLogger("orchestrator")
 T = TypeVar("T")

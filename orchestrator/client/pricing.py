@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .config import ModelSpec
-    from .types import Message, Usage
+    from ..config import ModelSpec
+    from ..types import Message, Usage
 
 
 def _free(spec: ModelSpec) -> bool:
-    from .providers import provider_info
+    from ..providers import provider_info
 
     return provider_info(spec.provider).free
 
