@@ -44,8 +44,11 @@ def find_notebook(name: str | os.PathLike[str] = NOTEBOOK, root: Path | None = N
     """The notebook ``name`` (e.g. ``notebooks/benchmark.ipynb``) of the project.
 
     Looked up relative to the project root (the config file's folder), then the working directory and its
-    parents, then the source checkout the package is imported from (an editable install). There is one
-    copy, in ``notebooks/``; nothing is generated."""
+    parents, then where :mod:`orchestrator.resources` finds the shipped files: the source checkout the
+    package is imported from (an editable install) or the copy inside an installed wheel. In git there is
+    one copy, in ``notebooks/``; nothing is generated."""
+    from .resources import shipped_root
+
     rel = Path(name)
     if rel.is_absolute():
         if rel.is_file():
@@ -57,7 +60,9 @@ def find_notebook(name: str | os.PathLike[str] = NOTEBOOK, root: Path | None = N
         bases.append(Path(root))
     here = Path.cwd().resolve()
     bases += [here, *here.parents]
-    bases.append(Path(__file__).resolve().parents[1])
+    shipped = shipped_root()
+    if shipped is not None:
+        bases.append(shipped)
     for base in dict.fromkeys(bases):
         candidate = base / rel
         tried.append(candidate)
@@ -65,8 +70,8 @@ def find_notebook(name: str | os.PathLike[str] = NOTEBOOK, root: Path | None = N
             return candidate.resolve()
     raise ReportError(
         f"{rel.as_posix()} not found (looked in the project folder, the working directory and its parents, "
-        f"and the package's source checkout). Run `orchestrator bench` from the project folder (the one with "
-        f"orchestrator.toml and notebooks/), or pass --notebook PATH."
+        f"and the files shipped with the package). Run `orchestrator bench` from the project folder (the one "
+        f"with orchestrator.toml and notebooks/), or pass --notebook PATH."
     )
 
 

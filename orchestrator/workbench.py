@@ -317,7 +317,7 @@ def load_issues(
     config: Config | None = None,
 ) -> list[Issue]:
     """Issues of ``dataset`` (relative paths resolve from the project root too), optionally the first N."""
-    from .datasets import load_issues as _load
+    from .resources import load_issues as _load  # datasets.load_issues; the shipped sample if it is missing
 
     issues = _load(resolve_path(dataset, project_root(config)), split=split)
     return issues[: int(limit)] if limit else issues
