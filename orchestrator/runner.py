@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors as E
 from .modes import MODES, get_mode
-from .rows import ResultRow
 from .run_lock import RunLock
+from .runs.rows import ResultRow
 from .store import ResultStore, default_db_path, now_iso
 from .types import Issue
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors as E
 from .client.cache import connect, connect_readonly
-from .rows import COLUMNS, INSERT_SQL, SELECT_SQL, SQL_TYPES, ResultRow, with_dtypes
-from .rows import CREATE_SQL as RESULTS_DDL
 from .run_lock import SCHEMA as LOCK_SCHEMA
+from .runs.rows import COLUMNS, INSERT_SQL, SELECT_SQL, SQL_TYPES, ResultRow, with_dtypes
+from .runs.rows import CREATE_SQL as RESULTS_DDL
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS run_issues (
     + LOCK_SCHEMA
 )
 
-RESULT_COLUMNS = COLUMNS  # the typed row's columns, in order (orchestrator.rows)
+RESULT_COLUMNS = COLUMNS  # the typed row's columns, in order (orchestrator.runs.rows)
 # Columns added after the first release, with their SQL types: added to older databases on open.
 _ADDED_COLUMNS = {
     "runs": {"message": "TEXT NOT NULL DEFAULT ''", "spent_usd": "REAL"},

@@ -6,7 +6,7 @@ import sqlite3
 
 import pandas as pd
 
-from orchestrator.rows import COLUMNS, DTYPES, KEY, REQUIRED, ResultRow
+from orchestrator.runs.rows import COLUMNS, DTYPES, KEY, REQUIRED, ResultRow
 from orchestrator.store import ResultStore
 
 
@@ -30,7 +30,7 @@ def test_the_table_and_the_frame_have_exactly_the_rows_columns(tmp_path):
 
 
 def test_the_key_columns_are_required_and_unknown_columns_refused():
-    assert REQUIRED == list(KEY)
+    assert list(KEY) == REQUIRED
     try:
         ResultRow.from_mapping(
             {"run_id": "r", "issue_id": "i", "model": "m", "mode": "x", "repeat": 0, "bogus": 1}

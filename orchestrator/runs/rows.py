@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from .safe_text import repair_text
+from ..safe_text import repair_text
 
 KEY = ("run_id", "issue_id", "model", "mode", "repeat")  # one row a cell
 
