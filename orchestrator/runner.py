@@ -4,7 +4,7 @@
 - The same ``run_id`` resumes: finished cells are skipped, failed ones retried only with ``retry_errors``.
 - A budget stop issues no further calls and keeps every result; resume with a higher budget. The budget
   of a resumed run counts what its earlier sessions spent (recorded with each group commit).
-- One process per run: a lease (:mod:`orchestrator.run_lock`) refuses a second process on a live run.
+- One process per run: a lease (:mod:`orchestrator.runs.lock`) refuses a second process on a live run.
 - If the writer fails (a full disk, a database that cannot be written), the workers stop at once, the
   run ends ``failed`` with the cause in its message, every cell committed before is kept, and answers
   received but not stored are in the response cache, so a resume does not pay for them again.
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors as E
 from .modes import MODES, get_mode
-from .run_lock import RunLock
+from .runs.lock import RunLock
 from .runs.rows import ResultRow
 from .store import ResultStore, default_db_path, now_iso
 from .types import Issue

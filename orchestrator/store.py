@@ -3,7 +3,7 @@
 Tables: ``runs`` (one row a run: status and why it ended, config snapshot without secrets, git commit,
 parameters, what its sessions spent), ``results`` (one row a cell, unique on run_id, issue_id, model,
 mode, repeat), ``run_issues`` (the issues a run used, with their gold labels, so a run can be re-scored
-on its own) and ``run_locks`` (see :mod:`orchestrator.run_lock`).
+on its own) and ``run_locks`` (see :mod:`orchestrator.runs.lock`).
 
 Text is stored as it is, except what UTF-8 cannot encode (lone surrogates): that is replaced with U+FFFD
 and the cell's ``notes`` say so, so no answer ever fails to be stored. A database opened from an older
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors as E
 from .client.cache import connect, connect_readonly
-from .run_lock import SCHEMA as LOCK_SCHEMA
+from .runs.lock import SCHEMA as LOCK_SCHEMA
 from .runs.rows import COLUMNS, INSERT_SQL, SELECT_SQL, SQL_TYPES, ResultRow, with_dtypes
 from .runs.rows import CREATE_SQL as RESULTS_DDL
 

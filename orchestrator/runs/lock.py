@@ -24,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import RunLockedError, StorageError
+from ..errors import RunLockedError, StorageError
 
 log = logging.getLogger("orchestrator")
 
