@@ -59,7 +59,7 @@ CASES: dict[str, str] = {
     "writer fails (disk full)": """
         long = Action(body=lambda req: completion_body(req, text="y" * 3000))
         with FaultServer(latency_s=0.02, script=lambda r: long) as server:
-            from orchestrator.store import ResultStore
+            from orchestrator.runs.store import ResultStore
             store = ResultStore(Path(os.environ["ORCHESTRATOR_HOME"]) / "results.sqlite")
             pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
             store._conn.execute(f"PRAGMA max_page_count = {pages + 60}")

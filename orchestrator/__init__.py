@@ -36,7 +36,7 @@ _EXPORTS = {
     "write_issues": "datasets",
     "run_grid": "runner",
     "run_grid_sync": "runner",
-    "results_df": "store",
+    "results_df": "runs.store",
     "summary_table": "analysis",
     "paired_comparison": "analysis",
 }

@@ -110,7 +110,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _print_summary(cfg: Any, run_id: str) -> None:
     from .analysis import summary_table
     from .run_cli import format_summary
-    from .store import open_store
+    from .runs.store import open_store
 
     store = open_store(config=cfg, readonly=True)
     try:

@@ -234,7 +234,7 @@ class _History:
     """What earlier runs left under ORCHESTRATOR_HOME: cached answers and results, read only."""
 
     def __init__(self, home: Path) -> None:
-        from .store import ResultStore, default_db_path
+        from .runs.store import ResultStore, default_db_path
 
         # done cells and money spent exactly as the runner reads them (writes nothing, creates no file)
         self.store = ResultStore(default_db_path(home), readonly=True)

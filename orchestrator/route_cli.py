@@ -13,7 +13,7 @@ from .errors import OrchestratorError, UsageError
 def _load(args: argparse.Namespace):
     """(config path, config, results frame, run record) for ``args.run_id``."""
     from .config import find_config_path, load_config
-    from .store import open_store
+    from .runs.store import open_store
 
     path = find_config_path(getattr(args, "config", None))
     cfg = load_config(path)

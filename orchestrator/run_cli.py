@@ -111,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _print_summary_table(cfg, run_id: str) -> None:
     from .analysis import summary_table
-    from .store import open_store
+    from .runs.store import open_store
 
     store = open_store(config=cfg, readonly=True)
     try:
@@ -148,7 +148,7 @@ def format_summary(table) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .store import open_store
+    from .runs.store import open_store
 
     store = open_store(config=load_config(args.config), readonly=True)
     try:
@@ -171,7 +171,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_results(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .store import export_results, open_store
+    from .runs.store import export_results, open_store
 
     store = open_store(config=load_config(args.config), readonly=True)
     try:
@@ -199,7 +199,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .client.llm_client import LLMClient
     from .config import load_config
     from .runner import rescore_run
-    from .store import open_store
+    from .runs.store import open_store
 
     cfg = load_config(args.config)
     store = open_store(config=cfg)

@@ -31,7 +31,7 @@ from . import errors as E
 from .modes import MODES, get_mode
 from .runs.lock import RunLock
 from .runs.rows import ResultRow
-from .store import ResultStore, default_db_path, now_iso
+from .runs.store import ResultStore, default_db_path, now_iso
 from .types import Issue
 
 log = logging.getLogger("orchestrator")

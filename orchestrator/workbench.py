@@ -396,7 +396,7 @@ def run_benchmark(
     """Run the grid (with a progress bar) and load its results: the notebook's one call."""
     from .client.llm_client import LLMClient
     from .runner import new_run_id, run_grid
-    from .store import open_store
+    from .runs.store import open_store
 
     cfg = load_bench_config(config, max_tokens=max_tokens)
     root = project_root(cfg)
@@ -1172,7 +1172,7 @@ def ensure_runs(
     n_issues: int = 3,
 ) -> list[str]:
     """Create tiny baseline runs until the store holds ``needed`` runs (so the notebook runs standalone)."""
-    from .store import open_store
+    from .runs.store import open_store
 
     cfg = config or load_bench_config()
     store = open_store(config=cfg)
@@ -1294,7 +1294,7 @@ def compare_runs(
     import pandas as pd
 
     from .analysis import summary_table
-    from .store import open_store
+    from .runs.store import open_store
 
     cfg = load_bench_config(config)
     created: list[str] = []

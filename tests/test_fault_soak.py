@@ -26,7 +26,7 @@ from orchestrator import errors as E
 from orchestrator.client.limits import Limiter
 from orchestrator.client.llm_client import Breaker, LLMClient, RetryPolicy
 from orchestrator.runner import run_grid
-from orchestrator.store import ResultStore, default_db_path
+from orchestrator.runs.store import ResultStore, default_db_path
 from orchestrator.types import Gold, Issue
 
 CELLS = 1000

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from orchestrator import report, workbench
-from orchestrator.store import ResultStore, default_db_path
+from orchestrator.runs.store import ResultStore, default_db_path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

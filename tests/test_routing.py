@@ -662,7 +662,7 @@ def _cli(argv: list[str]) -> int:
 
 
 def test_cli_route_and_replay(tmp_path, capsys):
-    from orchestrator.store import open_store
+    from orchestrator.runs.store import open_store
 
     cfg_path = tmp_path / "orchestrator.toml"
     shutil.copy(ROOT / "orchestrator.toml", cfg_path)

@@ -7,7 +7,7 @@ import sqlite3
 import pandas as pd
 
 from orchestrator.runs.rows import COLUMNS, DTYPES, KEY, REQUIRED, ResultRow
-from orchestrator.store import ResultStore
+from orchestrator.runs.store import ResultStore
 
 
 def test_the_table_and_the_frame_have_exactly_the_rows_columns(tmp_path):

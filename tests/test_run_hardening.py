@@ -24,7 +24,7 @@ from orchestrator import errors as E
 from orchestrator.client.limits import Limiter
 from orchestrator.client.llm_client import LLMClient, RetryPolicy
 from orchestrator.runner import run_grid
-from orchestrator.store import ResultStore, default_db_path
+from orchestrator.runs.store import ResultStore, default_db_path
 from orchestrator.types import Gold, Issue
 
 PRICE = {"input": 2.0, "output": 8.0}

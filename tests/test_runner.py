@@ -19,7 +19,7 @@ from orchestrator.client.llm_client import LLMClient
 from orchestrator.config import config_from_dict
 from orchestrator.modes import get_mode
 from orchestrator.runner import run_grid, run_grid_sync
-from orchestrator.store import RESULT_COLUMNS, ResultStore, export_results
+from orchestrator.runs.store import RESULT_COLUMNS, ResultStore, export_results
 from orchestrator.types import Gold, Issue
 
 ROOT = Path(__file__).resolve().parents[1]

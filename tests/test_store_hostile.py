@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.store import RESULT_COLUMNS, ResultStore, default_db_path
+from orchestrator.runs.store import RESULT_COLUMNS, ResultStore, default_db_path
 
 DROP_CAPS = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
 OLD_SCHEMA = """

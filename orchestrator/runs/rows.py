@@ -2,7 +2,7 @@
 
 Its columns, their SQL types, the results table's DDL, the insert statement and the DataFrame dtypes are
 all derived from :class:`ResultRow`'s fields, so a column is added in exactly one place (and older
-databases gain it on open, see :mod:`orchestrator.store`).
+databases gain it on open, see :mod:`orchestrator.runs.store`).
 """
 
 from __future__ import annotations

@@ -21,16 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import errors as E
-from .client.cache import connect, connect_readonly
-from .runs.lock import SCHEMA as LOCK_SCHEMA
-from .runs.rows import COLUMNS, INSERT_SQL, SELECT_SQL, SQL_TYPES, ResultRow, with_dtypes
-from .runs.rows import CREATE_SQL as RESULTS_DDL
+from .. import errors as E
+from ..client.cache import connect, connect_readonly
+from .lock import SCHEMA as LOCK_SCHEMA
+from .rows import COLUMNS, INSERT_SQL, SELECT_SQL, SQL_TYPES, ResultRow, with_dtypes
+from .rows import CREATE_SQL as RESULTS_DDL
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .types import Issue
+    from ..types import Issue
 
 SCHEMA = (
     """
@@ -240,7 +240,7 @@ class ResultStore:
                 raise storage_error(self.path, exc) from None
 
     def issues(self, run_id: str) -> dict[str, Issue]:
-        from .types import Issue
+        from ..types import Issue
 
         with self._lock:
             rows = self._conn.execute(
@@ -324,7 +324,7 @@ class ResultStore:
 
 
 def _issue_json(issue: Issue) -> str:
-    from .safe_text import repair_value
+    from ..safe_text import repair_value
 
     data, _ = repair_value(issue.model_dump(mode="python"))
     return json.dumps(data, ensure_ascii=False, default=str)
@@ -358,7 +358,7 @@ def open_store(*, home: str | Path | None = None, config: Any = None, readonly: 
     ``readonly`` for commands that only read."""
     if home is None:
         if config is None:
-            from .config import load_config
+            from ..config import load_config
 
             config = load_config()
         home = config.home
