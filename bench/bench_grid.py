@@ -91,7 +91,7 @@ def run(
     client: Any, items: list[Any], run_id: str, concurrency: int, cache: bool, mode: str = "classify"
 ) -> tuple[float, Any]:
     """One ``run_grid`` over ``items``; returns (wall seconds, summary)."""
-    from orchestrator.runner import run_grid
+    from orchestrator.runs.runner import run_grid
 
     started = time.perf_counter()
     summary = client.run_sync(

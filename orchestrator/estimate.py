@@ -561,7 +561,7 @@ def estimate_grid(
     from .client.pricing import expected_cost, worst_case_cost
     from .config import Config, load_config
     from .modes import get_mode
-    from .runner import _cells
+    from .runs.runner import _cells
 
     cfg = config if isinstance(config, Config) else load_config(config)
     mode_objs = {m: get_mode(m) for m in modes}

@@ -396,7 +396,7 @@ def bench(
     The run id is made here (and passed in), the kernel runs in the project root (the config's folder), and
     paths in ``parameters`` (dataset, config) are passed relative to it where they lie inside it."""
     from .config import find_config_path
-    from .runner import new_run_id
+    from .runs.runner import new_run_id
     from .workbench import project_root, resolve_path
 
     cfg_path = find_config_path(config)

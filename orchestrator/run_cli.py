@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .client.llm_client import LLMClient
     from .config import load_config
     from .datasets import load_issues
-    from .runner import dataset_label, run_grid
+    from .runs.runner import dataset_label, run_grid
 
     cfg = load_config(args.config)
     models = args.models or [cfg.default_model]
@@ -198,7 +198,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from .client.llm_client import LLMClient
     from .config import load_config
-    from .runner import rescore_run
+    from .runs.runner import rescore_run
     from .runs.store import open_store
 
     cfg = load_config(args.config)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .client.llm_client import LLMClient
     from .config import Config
     from .estimate import GridEstimate
-    from .runner import RunSummary
+    from .runs.runner import RunSummary
     from .types import Issue
 
 __all__ = [
@@ -395,7 +395,7 @@ def run_benchmark(
 ) -> Benchmark:
     """Run the grid (with a progress bar) and load its results: the notebook's one call."""
     from .client.llm_client import LLMClient
-    from .runner import new_run_id, run_grid
+    from .runs.runner import new_run_id, run_grid
     from .runs.store import open_store
 
     cfg = load_bench_config(config, max_tokens=max_tokens)

@@ -18,7 +18,7 @@ from openai_stub import StubServer
 from orchestrator.client.llm_client import LLMClient
 from orchestrator.config import config_from_dict
 from orchestrator.modes import get_mode
-from orchestrator.runner import run_grid, run_grid_sync
+from orchestrator.runs.runner import run_grid, run_grid_sync
 from orchestrator.runs.store import RESULT_COLUMNS, ResultStore, export_results
 from orchestrator.types import Gold, Issue
 
@@ -343,7 +343,7 @@ def test_rescore_without_new_calls(tmp_path, stub, isolated_home):
     with sqlite3.connect(store.path) as conn:
         conn.execute("UPDATE results SET score = NULL WHERE run_id = 's1'")
     sent = stub.total
-    from orchestrator.runner import rescore_run
+    from orchestrator.runs.runner import rescore_run
 
     n = client.run_sync(rescore_run(store, "s1", client=client))
     assert n == 3 and stub.total == sent

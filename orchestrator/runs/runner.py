@@ -27,17 +27,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import errors as E
-from .modes import MODES, get_mode
-from .runs.lock import RunLock
-from .runs.rows import ResultRow
-from .runs.store import ResultStore, default_db_path, now_iso
-from .types import Issue
+from .. import errors as E
+from ..modes import MODES, get_mode
+from ..types import Issue
+from .lock import RunLock
+from .rows import ResultRow
+from .store import ResultStore, default_db_path, now_iso
 
 log = logging.getLogger("orchestrator")
 
 if TYPE_CHECKING:
-    from .client.llm_client import LLMClient
+    from ..client.llm_client import LLMClient
 
 
 @dataclass
@@ -144,7 +144,7 @@ async def run_grid(
     store: ResultStore | None = None,
 ) -> RunSummary:
     """Run every (issue, model, mode, repeat) cell and store each result as it finishes."""
-    from .client.llm_client import LLMClient
+    from ..client.llm_client import LLMClient
 
     if not issues:
         raise ValueError("run_grid: no issues to run")
@@ -220,7 +220,7 @@ async def _run_locked(
     progress: bool,
 ) -> RunSummary:
     """The run itself, once its lease is held: plan the cells, call, score, store."""
-    from .client.ledger import Ledger
+    from ..client.ledger import Ledger
 
     params = {
         "models": list(models),
@@ -453,7 +453,7 @@ def _score_safely(issue: Issue, mode: str, completion: Any) -> dict[str, Any]:
 
 def run_grid_sync(*args: Any, **kwargs: Any) -> RunSummary:
     """``run_grid`` for scripts and notebook cells (works inside Jupyter's running loop)."""
-    from .client.llm_client import LLMClient
+    from ..client.llm_client import LLMClient
 
     client = kwargs.pop("client", None) or LLMClient(kwargs.pop("config", None))
     return client.run_sync(run_grid(*args, client=client, **kwargs))
@@ -559,7 +559,7 @@ def score_sync(
     issue: Issue, mode: str, text: str, parsed: dict | None, parse_error: str | None
 ) -> dict[str, Any]:
     """The mode's scorer on one answer: score, details (JSON) and no judge."""
-    from .scoring import score
+    from ..scoring import score
 
     result = score(mode, issue.gold, text, parsed, parse_error)
     details = dict(result.details)
@@ -579,7 +579,7 @@ async def score_row(
     ledger: Any = None,
 ) -> dict[str, Any]:
     """Score one answer: the mode's scorer, plus the LLM judge for explain when a judge is set."""
-    from .scoring import judge_explain
+    from ..scoring import judge_explain
 
     row = score_sync(issue, mode, text, parsed, parse_error)
     if judge_model and mode == "explain":
