@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.dataset}: no issues" + (f" in split {args.split!r}" if args.split else ""))
     modes = args.modes
     if args.estimate or args.budget is not None:
-        from .estimate import estimate_grid
+        from .runs.estimate import estimate_grid
 
         estimate = estimate_grid(
             issues,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from .client.llm_client import LLMClient
     from .config import Config
-    from .estimate import GridEstimate
+    from .runs.estimate import GridEstimate
     from .runs.runner import RunSummary
     from .types import Issue
 
@@ -362,7 +362,7 @@ def estimate_benchmark(
     max_tokens: int | None = None,
 ) -> GridEstimate:
     """What :func:`run_benchmark` with the same arguments would call and cost; nothing is sent."""
-    from .estimate import estimate_grid
+    from .runs.estimate import estimate_grid
 
     cfg = load_bench_config(config, max_tokens=max_tokens)
     return estimate_grid(

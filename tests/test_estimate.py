@@ -1,4 +1,4 @@
-"""``orchestrator run --estimate`` and :func:`orchestrator.estimate.estimate_grid`.
+"""``orchestrator run --estimate`` and :func:`orchestrator.runs.estimate.estimate_grid`.
 
 Numbers are computed here from the prompts themselves, independently of the estimate's code: characters
 / 4 for prompt tokens, UTF-8 bytes + template tokens for the worst case (see orchestrator.client.pricing), the
@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from fault_server import FaultServer
 
-from orchestrator import estimate as est
 from orchestrator.cli import main
 from orchestrator.client.cache import ResponseCache
 from orchestrator.config import load_config
-from orchestrator.estimate import APPROXIMATE, estimate_grid
 from orchestrator.modes import get_mode
+from orchestrator.runs import estimate as est
+from orchestrator.runs.estimate import APPROXIMATE, estimate_grid
 from orchestrator.types import Completion, Issue, Usage
 
 PRICE_IN, PRICE_OUT, MAX_TOKENS = 10.0, 40.0, 50  # USD per million tokens; the stub's max_tokens
@@ -344,6 +344,6 @@ def test_a_tampered_bpe_file_is_not_used(monkeypatch, tmp_path):
 
 
 def test_importing_the_estimate_loads_neither_tiktoken_nor_pandas():
-    code = "import sys, orchestrator, orchestrator.estimate; print([m for m in ('tiktoken', 'pandas') if m in sys.modules])"
+    code = "import sys, orchestrator, orchestrator.runs.estimate; print([m for m in ('tiktoken', 'pandas') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .config import Config, ModelSpec
-    from .types import Issue, Message
+    from ..config import Config, ModelSpec
+    from ..types import Issue, Message
 
 APPROXIMATE = "approximate: characters/4"
 
@@ -234,7 +234,7 @@ class _History:
     """What earlier runs left under ORCHESTRATOR_HOME: cached answers and results, read only."""
 
     def __init__(self, home: Path) -> None:
-        from .runs.store import ResultStore, default_db_path
+        from .store import ResultStore, default_db_path
 
         # done cells and money spent exactly as the runner reads them (writes nothing, creates no file)
         self.store = ResultStore(default_db_path(home), readonly=True)
@@ -557,11 +557,11 @@ def estimate_grid(
     ``cache=False``: no cell counts as cached (as ``--no-cache``); earlier answers still give output
     lengths. ``concurrency`` only refines how many calls fit a budget.
     """
-    from .client.llm_client import LLMClient
-    from .client.pricing import expected_cost, worst_case_cost
-    from .config import Config, load_config
-    from .modes import get_mode
-    from .runs.runner import _cells
+    from ..client.llm_client import LLMClient
+    from ..client.pricing import expected_cost, worst_case_cost
+    from ..config import Config, load_config
+    from ..modes import get_mode
+    from .runner import _cells
 
     cfg = config if isinstance(config, Config) else load_config(config)
     mode_objs = {m: get_mode(m) for m in modes}
