@@ -5,7 +5,7 @@ File format: one JSON object per line (UTF-8), keys in schema order
 any other top-level key is kept in ``Issue.extra`` on load and written back at the top level, so a
 load → write round trip is lossless. Blank lines are skipped.
 
-Lines are read defensively (:mod:`orchestrator.jsonl`): a line over 32 MiB, nesting deeper than 100
+Lines are read defensively (:mod:`orchestrator.issues.jsonl`): a line over 32 MiB, nesting deeper than 100
 levels, a number too large, ``NaN`` or a duplicate key is a problem for that line, never a crash. Lone
 surrogates (``"\\ud83d"``) are replaced with U+FFFD on load and reported.
 
@@ -34,8 +34,8 @@ from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
-from . import jsonl
 from .errors import InputError
+from .issues import jsonl
 from .safe_text import repair_text, repair_value
 from .types import ISSUE_TYPES, SEVERITIES, Gold, Issue
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import jsonl
 from orchestrator.datasets import (
     DatasetError,
     import_issues,
@@ -22,6 +21,7 @@ from orchestrator.datasets import (
     read_issues_lenient,
     write_issues,
 )
+from orchestrator.issues import jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SURROGATE_NOTE = "(not valid Unicode; a run replaces it with U+FFFD)"

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from .safe_text import first_surrogate, repair_text
+from ..safe_text import first_surrogate, repair_text
 
 __all__ = [
     "MAX_DEPTH",

@@ -1,0 +1,1 @@
+"""Issue sets: JSONL files of issues with gold labels, their checks and splits, importers, GitHub."""
