@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .datasets import (
+from .errors import OrchestratorError, redact
+from .issues.files import (
     MAX_PROBLEMS,
     DatasetError,
     dataset_stats,
@@ -30,7 +31,6 @@ from .datasets import (
     validate_issues,
     write_issues,
 )
-from .errors import OrchestratorError, redact
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1

@@ -87,8 +87,8 @@ def dataset_path(path: str | os.PathLike[str]) -> Path:
 
 
 def load_issues(path: str | os.PathLike[str], split: str | None = None, **kwargs: Any) -> list[Issue]:
-    """:func:`orchestrator.datasets.load_issues` of :func:`dataset_path` (the shipped sample when the default
+    """:func:`orchestrator.issues.files.load_issues` of :func:`dataset_path` (the shipped sample when the default
     ``datasets/sample.jsonl`` is not in the project)."""
-    from .datasets import load_issues as _load
+    from .issues.files import load_issues as _load
 
     return _load(dataset_path(path), split, **kwargs)

@@ -45,7 +45,7 @@ def _warn_repair(message: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from .client.llm_client import LLMClient
     from .config import load_config
-    from .datasets import load_issues
+    from .issues.files import load_issues
     from .runs.runner import dataset_label, run_grid
 
     cfg = load_config(args.config)

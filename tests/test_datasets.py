@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.datasets import (
+from orchestrator.issues.files import (
     MAX_PROBLEMS,
     DatasetError,
     assign_splits,

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.datasets import (
+from orchestrator.issues import jsonl
+from orchestrator.issues.files import (
     DatasetError,
     import_issues,
     issue_to_json,
@@ -21,7 +22,6 @@ from orchestrator.datasets import (
     read_issues_lenient,
     write_issues,
 )
-from orchestrator.issues import jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SURROGATE_NOTE = "(not valid Unicode; a run replaces it with U+FFFD)"

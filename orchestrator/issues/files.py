@@ -34,10 +34,10 @@ from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
-from .errors import InputError
-from .issues import jsonl
-from .safe_text import repair_text, repair_value
-from .types import ISSUE_TYPES, SEVERITIES, Gold, Issue
+from ..errors import InputError
+from ..safe_text import repair_text, repair_value
+from ..types import ISSUE_TYPES, SEVERITIES, Gold, Issue
+from . import jsonl
 
 __all__ = [
     "MAX_PROBLEMS",
