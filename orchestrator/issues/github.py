@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import OrchestratorError, redact, register_secret
-from .issues.files import hash_split, issue_to_json
-from .types import ISSUE_TYPES, Comment, Gold, Issue
+from ..errors import OrchestratorError, redact, register_secret
+from ..types import ISSUE_TYPES, Comment, Gold, Issue
+from .files import hash_split, issue_to_json
 
 __all__ = ["DEFAULT_LABEL_MAP", "FetchResult", "GitHubFetchError", "fetch_issues", "parse_since"]
 
