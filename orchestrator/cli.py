@@ -32,8 +32,7 @@ def _client(args: argparse.Namespace, **kw: Any):
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .providers import model_files
-    from .providers import provider_info
+    from .providers import model_files, provider_info
 
     cfg = _config(args)
     rows = []
@@ -90,8 +89,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_models_pull(args: argparse.Namespace) -> int:
-    from .providers import model_files
-    from .providers import provider_info
+    from .providers import model_files, provider_info
 
     cfg = _config(args)
     ids = (

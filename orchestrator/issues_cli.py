@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import OrchestratorError, redact
-from .issues.files import (
+from .issues import (
     MAX_PROBLEMS,
     DatasetError,
     dataset_stats,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.issues.files import (
+from orchestrator.issues import (
     MAX_PROBLEMS,
     DatasetError,
     assign_splits,

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.issues import jsonl
-from orchestrator.issues.files import (
+from orchestrator.issues import (
     DatasetError,
     import_issues,
     issue_to_json,
+    jsonl,
     load_issues,
     read_issues_lenient,
     write_issues,

@@ -21,9 +21,9 @@ from spec_validation import validate_request
 from orchestrator import errors as E
 from orchestrator.client.llm_client import LLMClient
 from orchestrator.config import Config, ModelSpec, config_from_dict
-from orchestrator.providers.http import HttpPool
 from orchestrator.modes import CLASSIFY, CLASSIFY_SCHEMA, EXPLAIN
 from orchestrator.providers.base import ChatRequest
+from orchestrator.providers.http import HttpPool
 from orchestrator.providers.openai import ADAPTER, openai_usage
 from orchestrator.types import ISSUE_TYPES, SEVERITIES, Issue, Message
 

@@ -27,10 +27,10 @@ from test_providers_http import (
 
 from orchestrator import errors as E
 from orchestrator.client.llm_client import LLMClient
-from orchestrator.providers.http import HttpPool
 from orchestrator.providers.anthropic import ADAPTER as ANTHROPIC
 from orchestrator.providers.cohere import ADAPTER as COHERE
 from orchestrator.providers.gemini import ADAPTER as GEMINI
+from orchestrator.providers.http import HttpPool
 from orchestrator.providers.ollama import ADAPTER as OLLAMA
 from orchestrator.providers.openai import ADAPTER as OPENAI
 

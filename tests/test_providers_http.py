@@ -16,12 +16,12 @@ from spec_validation import validate_request, validate_response
 
 from orchestrator import errors as E
 from orchestrator.config import ModelSpec
-from orchestrator.providers.http import HttpPool
 from orchestrator.modes import CLASSIFY_SCHEMA
 from orchestrator.providers.anthropic import ADAPTER as ANTHROPIC
 from orchestrator.providers.base import ChatRequest, HttpAdapter, ProviderResponse
 from orchestrator.providers.cohere import ADAPTER as COHERE
 from orchestrator.providers.gemini import ADAPTER as GEMINI
+from orchestrator.providers.http import HttpPool
 from orchestrator.providers.ollama import ADAPTER as OLLAMA
 from orchestrator.providers.openrouter import ADAPTER as OPENROUTER
 from orchestrator.types import Message

@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 
 from ..errors import OrchestratorError, redact, register_secret
 from ..types import ISSUE_TYPES, Comment, Gold, Issue
-from .files import hash_split, issue_to_json
+from .files import issue_to_json
+from .splits import hash_split
 
 __all__ = ["DEFAULT_LABEL_MAP", "FetchResult", "GitHubFetchError", "fetch_issues", "parse_since"]
 
