@@ -372,7 +372,7 @@ def _defaults_problems(cfg_path: Path, defaults: Any) -> tuple[str | None, list[
 
 
 def _routing_problems(cfg_path: Path, mode: str, entry: Any, known: dict[str, Any]) -> list[str]:
-    """Problems of one ``[routing.<mode>]`` table (see orchestrator.routing.routing_entry for its keys)."""
+    """Problems of one ``[routing.<mode>]`` table (see orchestrator.routing.select.routing_entry for its keys)."""
     if not isinstance(entry, dict):
         primary = '"<provider>/<name>"'
         if isinstance(entry, str) and len(entry) <= 80:

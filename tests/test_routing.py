@@ -20,7 +20,7 @@ import pytest
 from orchestrator.client.llm_client import LLMClient, RetryPolicy
 from orchestrator.config import load_config
 from orchestrator.errors import ConfigError
-from orchestrator.routing import (
+from orchestrator.routing.select import (
     RoutingError,
     Selection,
     cascade_curve,

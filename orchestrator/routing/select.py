@@ -41,13 +41,13 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import OrchestratorError
+from ..errors import OrchestratorError
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from .types import Completion, Issue
+    from ..types import Completion, Issue
 
 __all__ = [
     "OBJECTIVES",
@@ -119,12 +119,12 @@ def self_check(mode: str, text: str | None, parsed: Any = None, parse_error: str
                 return 0.0
         if not text.strip():
             return 0.0
-        from .modes import CLASSIFY_SCHEMA, parse_structured
+        from ..modes import CLASSIFY_SCHEMA, parse_structured
 
         value, error = parse_structured(text, CLASSIFY_SCHEMA)
         return 1.0 if value is not None and error is None else 0.0
     if mode == "fix":
-        from .scoring import extract_paths, has_code_change
+        from ..scoring import extract_paths, has_code_change
 
         score = 0.5 if extract_paths(text) else 0.0
         return score + (0.5 if has_code_change(text)["has_code_change"] else 0.0)
@@ -162,7 +162,7 @@ async def complete_cascade(
     ``cost_usd`` is summed over the calls (None when any cost is unknown) and ``latency_s`` too. A model
     whose whole chain fails counts as a failed check: the next model is asked (the last one's error is raised).
     """
-    from . import errors as E
+    from .. import errors as E
 
     if "model" in kw:
         raise TypeError("complete_cascade() takes its models from cascade['models'], not model=")
@@ -309,7 +309,7 @@ def select_winners(
     averaged per issue, failed cells left out and reported as the error rate); ``n`` is the number of
     scored issues. Modes where no model qualifies are left out and listed in ``Selections.skipped``.
     """
-    from . import analysis
+    from .. import analysis
 
     if objective not in OBJECTIVES:
         raise RoutingError(f"unknown objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}")
@@ -384,7 +384,7 @@ def _rank(
     excluded: list[str],
 ) -> tuple[list[dict[str, Any]], str] | None:
     """The eligible models in the objective's order, and the winner's reason (None: nobody qualifies)."""
-    from . import analysis
+    from .. import analysis
 
     k = len(eligible)
     best = _by_quality(eligible)[0]
@@ -621,7 +621,7 @@ def _render(old_text: str, entries: Mapping[str, Mapping[str, Any]], path: Path)
 def _check_config(new_text: str, old_text: str, entries: Mapping[str, Mapping[str, Any]], path: Path) -> None:
     """Refuse to write a file that does not load, changes anything outside [routing], or routes to a model
     the config does not define."""
-    from .config import config_from_dict
+    from ..config import config_from_dict
 
     try:
         new = tomllib.loads(new_text)
@@ -677,7 +677,7 @@ def write_routing(
     path = Path(config_path)
     if not path.is_file():
         raise RoutingError(f"config file not found: {path}")
-    from .config import MODES
+    from ..config import MODES
 
     entries = {}
     for mode, sel in selections.items():
@@ -987,7 +987,7 @@ def _cells(rows: pd.DataFrame) -> dict[tuple[str, str, str], list[_Cell]]:
 
 
 def _normalize_policy(policy: Any) -> dict[str, _Policy]:
-    from .config import MODES
+    from ..config import MODES
 
     if not isinstance(policy, Mapping):
         raise RoutingError(f"a policy is a mapping of mode → model, routing entry or cascade; got {policy!r}")
@@ -1148,7 +1148,7 @@ def _compare(policy: _ModeResult, best: _ModeResult) -> tuple[int, float, float]
 def _bootstrap_ci(values: list[float], n_boot: int, seed: int, label: str) -> tuple[float, float]:
     import numpy as np
 
-    from .analysis import bootstrap_means
+    from ..analysis import bootstrap_means
 
     if not values or n_boot <= 0:
         return math.nan, math.nan

@@ -1,0 +1,1 @@
+"""Routing, offline: pick winners from logged results, write them into orchestrator.toml, replay policies."""
