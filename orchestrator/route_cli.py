@@ -31,7 +31,7 @@ def _load(args: argparse.Namespace):
 
 
 def _select(args: argparse.Namespace, df):
-    from .routing.select import select_winners
+    from .routing import select_winners
 
     return select_winners(
         df,
@@ -44,7 +44,7 @@ def _select(args: argparse.Namespace, df):
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from .routing.select import write_routing
+    from .routing import write_routing
 
     path, _cfg, df, run = _load(args)
     selections = _select(args, df)
@@ -78,7 +78,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .routing.select import cascade_curve, format_replay, parse_policy, replay
+    from .routing import cascade_curve, format_replay, parse_policy, replay
 
     path, cfg, df, _run = _load(args)
     if args.policy == "winners":
@@ -113,7 +113,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _selection_args(p: argparse.ArgumentParser) -> None:
-    from .routing.select import OBJECTIVES
+    from .routing import OBJECTIVES
 
     p.add_argument(
         "--objective",

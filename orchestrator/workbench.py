@@ -992,7 +992,7 @@ def routing_proposal(
     ``[routing]`` diff; written to the config file only when ``write``."""
     import pandas as pd
 
-    from .routing import select as routing
+    from . import routing
 
     df = bench.df
     held_out = bench.has_dev_rows

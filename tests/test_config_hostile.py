@@ -17,7 +17,7 @@ import pytest
 from orchestrator.config import MAX_PRICE_PER_MTOK, config_from_dict, load_config
 from orchestrator.errors import BadRequestError, ConfigError
 from orchestrator.providers import SAMPLING_RANGES, check_call_params, sampling_problems
-from orchestrator.routing.select import Selection, routing_entry
+from orchestrator.routing import Selection, routing_entry
 
 GOOD_MODEL = '[models."baseline/rules"]\nprovider = "baseline"\n'
 

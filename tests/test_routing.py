@@ -17,18 +17,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from orchestrator.client.cascade import complete_cascade, self_check
 from orchestrator.client.llm_client import LLMClient, RetryPolicy
 from orchestrator.config import load_config
 from orchestrator.errors import ConfigError
-from orchestrator.routing.select import (
+from orchestrator.routing import (
     RoutingError,
     Selection,
     cascade_curve,
-    complete_cascade,
     parse_policy,
     replay,
     select_winners,
-    self_check,
     write_routing,
 )
 from orchestrator.types import Issue

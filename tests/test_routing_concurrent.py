@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import load_config
-from orchestrator.routing.select import RoutingError, Selection, write_routing
-from orchestrator.routing import select as routing
+from orchestrator.routing import RoutingError, Selection, write_routing
+from orchestrator.routing import writeback as routing
 
 ROOT = Path(__file__).resolve().parents[1]
 PROV = {

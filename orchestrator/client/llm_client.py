@@ -282,7 +282,7 @@ class LLMClient:
         mode_obj = get_mode(mode) if mode else None
         entry = self.config.routing.get(mode) if (mode and not model) else None
         if isinstance(entry, dict) and isinstance(entry.get("cascade"), dict):
-            from ..routing.select import complete_cascade  # each step names its model: no recursion
+            from .cascade import complete_cascade  # each step names its model: no recursion
 
             return await complete_cascade(
                 self,
