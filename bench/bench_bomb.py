@@ -98,7 +98,7 @@ CLIENT = r"""
 import asyncio, json, resource, sys, time
 sys.path.insert(0, sys.argv[3]) if sys.argv[3] else None
 from pathlib import Path
-from orchestrator.client.llm_client import LLMClient
+from orchestrator.client import LLMClient
 from orchestrator.config import config_from_dict
 from orchestrator import errors as E
 

@@ -78,7 +78,7 @@ def issues(n: int) -> list[Any]:
 def client_for(url: str, home: Path) -> Any:
     import tomllib
 
-    from orchestrator.client.llm_client import LLMClient
+    from orchestrator.client import LLMClient
     from orchestrator.config import config_from_dict
 
     cfg_path = home / "orchestrator.toml"

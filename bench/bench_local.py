@@ -51,8 +51,8 @@ def bench_tokps(rounds: int, max_tokens: int, threads: int) -> dict[str, Any]:
     """Both arms once per round; per-round tok/s of each, paired ratios and time outside llama.cpp."""
     from orchestrator import LLMClient
     from orchestrator.config import config_from_dict
-    from orchestrator.providers.model_files import fetch
     from orchestrator.providers.local import DEFAULT_N_CTX, engine_for
+    from orchestrator.providers.model_files import fetch
     from orchestrator.types import Message
 
     gguf = fetch(quiet=True)

@@ -69,7 +69,7 @@ async def run(calls: int, warmup: int, rounds: int, profile: str | None) -> dict
     import httpx
     from httpx_aiohttp import AiohttpTransport
 
-    from orchestrator.client.llm_client import LLMClient, RetryPolicy
+    from orchestrator.client import LLMClient, RetryPolicy
     from orchestrator.config import config_from_dict
 
     url, proc = start_server_process()

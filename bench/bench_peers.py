@@ -108,7 +108,7 @@ asyncio.run(main())
 import os, tempfile, pathlib
 HOME = tempfile.TemporaryDirectory()  # removed at exit
 os.environ["ORCHESTRATOR_HOME"] = HOME.name
-from orchestrator.client.llm_client import LLMClient
+from orchestrator.client import LLMClient
 from orchestrator.config import config_from_dict
 cfg = config_from_dict({"models": {"openai/fake": {"provider": "openai", "model": "fake", "base_url": URL,
       "max_tokens": 16, "price": {"input": 0.15, "output": 0.6}}}}, pathlib.Path("bench.toml"))

@@ -29,7 +29,7 @@ sys.path[:0] = [SRC, TESTS]
 from pathlib import Path
 from fault_server import Action, FaultServer, completion_body
 from orchestrator.config import config_from_dict
-from orchestrator.client.llm_client import LLMClient
+from orchestrator.client import LLMClient
 from orchestrator.runs.runner import run_grid
 from orchestrator.types import Issue, Gold
 PRICE = {"input": 2.0, "output": 8.0}

@@ -132,6 +132,24 @@ SUMMARIZE = Mode(
 MODES: dict[str, Mode] = {m.name: m for m in (EXPLAIN, FIX, CLASSIFY, SUMMARIZE)}
 
 
+def build_messages(
+    prompt_or_issue: Issue | str | None, mode: Mode | None, messages: list[Message] | None = None
+) -> list[Message]:
+    """The messages of a call: ``messages`` as given, else the mode's prompt for the issue or text, else
+    the text itself (an issue without a mode: its title and body) as one user message."""
+    if messages is not None:
+        return list(messages)
+    if prompt_or_issue is None:
+        raise ValueError("complete() needs a prompt, an Issue or messages=")
+    if mode is not None:
+        return mode.messages(prompt_or_issue)
+    if isinstance(prompt_or_issue, Issue):
+        text = f"{prompt_or_issue.title}\n\n{prompt_or_issue.body}"
+    else:
+        text = prompt_or_issue
+    return [Message(role="user", content=text)]
+
+
 def get_mode(name: str) -> Mode:
     """The mode called ``name``; an unknown name lists the known ones."""
     try:

@@ -12,9 +12,9 @@ from fault_server import Action, FaultServer, completion_body, config_for
 
 from orchestrator import errors as E
 from orchestrator import modes
+from orchestrator.client import LLMClient, RetryPolicy
 from orchestrator.client.ledger import Ledger
 from orchestrator.client.limits import Limiter
-from orchestrator.client.llm_client import LLMClient, RetryPolicy
 from orchestrator.client.pricing import list_cost, worst_case_cost
 from orchestrator.types import Message, Usage
 

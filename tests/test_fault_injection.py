@@ -27,8 +27,8 @@ import pytest
 from fault_server import FAULTS, Action, Blackhole, FaultServer, Sleeps, config_for
 
 from orchestrator import errors as E
+from orchestrator.client import Breaker, LLMClient, RetryPolicy
 from orchestrator.client.limits import Limiter
-from orchestrator.client.llm_client import Breaker, LLMClient, RetryPolicy
 
 CALLS = 520
 RPM = 6000  # 100 requests per second

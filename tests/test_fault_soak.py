@@ -23,8 +23,8 @@ import pytest
 from fault_server import FAULTS, HOSTILE_FAULTS, FaultServer, config_for
 
 from orchestrator import errors as E
+from orchestrator.client import Breaker, LLMClient, RetryPolicy
 from orchestrator.client.limits import Limiter
-from orchestrator.client.llm_client import Breaker, LLMClient, RetryPolicy
 from orchestrator.runs.runner import run_grid
 from orchestrator.runs.store import ResultStore, default_db_path
 from orchestrator.types import Gold, Issue

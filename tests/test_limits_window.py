@@ -24,9 +24,8 @@ from pathlib import Path
 import pytest
 from fault_server import FaultServer, config_for
 
-from orchestrator.client import shared_limits
+from orchestrator.client import LLMClient, RetryPolicy, shared_limits
 from orchestrator.client.limits import SPAN_S, BucketPaused, Limiter
-from orchestrator.client.llm_client import LLMClient, RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -273,7 +272,7 @@ CLIENT = textwrap.dedent(
     import asyncio, json, sys
     sys.path.insert(0, sys.argv[1])
     from fault_server import config_for
-    from orchestrator.client.llm_client import LLMClient
+    from orchestrator.client import LLMClient
 
     url, rpm, n, tag = sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     cfg = config_for({"t/m": {"provider": "openai", "model": "m", "base_url": url, "timeout": 5.0,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.client.llm_client import LLMClient
+from orchestrator.client import LLMClient
 from orchestrator.config import Config, load_config
 from orchestrator.modes import CLASSIFY_SCHEMA
 from orchestrator.types import ISSUE_TYPES, SEVERITIES, Comment, Issue

@@ -396,7 +396,7 @@ def test_find_issues_by_text_and_label():
 
 
 def test_explore_widget_and_compare_answers_use_the_cache(isolated_home):
-    from orchestrator.client.llm_client import LLMClient
+    from orchestrator.client import LLMClient
 
     client = LLMClient(workbench.load_bench_config(ROOT / "orchestrator.toml"))
     try:

@@ -19,7 +19,7 @@ import pytest
 from spec_validation import validate_request
 
 from orchestrator import errors as E
-from orchestrator.client.llm_client import LLMClient
+from orchestrator.client import LLMClient
 from orchestrator.config import Config, ModelSpec, config_from_dict
 from orchestrator.modes import CLASSIFY, CLASSIFY_SCHEMA, EXPLAIN
 from orchestrator.providers.base import ChatRequest

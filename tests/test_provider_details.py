@@ -26,7 +26,7 @@ from test_providers_http import (
 )
 
 from orchestrator import errors as E
-from orchestrator.client.llm_client import LLMClient
+from orchestrator.client import LLMClient
 from orchestrator.providers.anthropic import ADAPTER as ANTHROPIC
 from orchestrator.providers.cohere import ADAPTER as COHERE
 from orchestrator.providers.gemini import ADAPTER as GEMINI

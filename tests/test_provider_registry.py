@@ -11,7 +11,7 @@ import pytest
 from fault_server import config_for
 
 from orchestrator.cli import main
-from orchestrator.client.llm_client import LLMClient
+from orchestrator.client import LLMClient
 from orchestrator.providers import PROVIDERS, ProviderInfo, provider_names, register_provider
 from orchestrator.providers.base import Adapter, ChatRequest, ProviderResponse
 from orchestrator.providers.sampling import SamplingRanges

@@ -16,8 +16,8 @@ import pytest
 from fault_server import Action, FaultServer, Sleeps, completion_body, config_for
 
 from orchestrator import errors as E
+from orchestrator.client import Breaker, LLMClient, RetryPolicy
 from orchestrator.client.limits import SPAN_S, Bucket, BucketPaused, Gate, Limiter
-from orchestrator.client.llm_client import Breaker, LLMClient, RetryPolicy
 
 FAST = RetryPolicy(max_attempts=3, base_delay_s=0.01, max_wait_s=5.0, max_total_wait_s=10.0)
 

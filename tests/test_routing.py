@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from orchestrator.client import LLMClient, RetryPolicy
 from orchestrator.client.cascade import complete_cascade, self_check
-from orchestrator.client.llm_client import LLMClient, RetryPolicy
 from orchestrator.config import load_config
 from orchestrator.errors import ConfigError
 from orchestrator.routing import (

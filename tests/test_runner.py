@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from openai_stub import StubServer
 
-from orchestrator.client.llm_client import LLMClient
+from orchestrator.client import LLMClient
 from orchestrator.config import config_from_dict
 from orchestrator.modes import get_mode
 from orchestrator.runs.runner import run_grid, run_grid_sync
@@ -146,7 +146,7 @@ def test_cached_rerun_sends_nothing_and_resume_skips_finished(tmp_path, stub, is
 
 def test_failed_cells_retried_only_with_retry_errors(tmp_path, isolated_home):
     cfg = write_config(tmp_path, "http://127.0.0.1:9/v1")  # nothing listens: connection refused
-    from orchestrator.client.llm_client import RetryPolicy
+    from orchestrator.client import RetryPolicy
 
     client = client_for(cfg, retry=RetryPolicy(max_attempts=1))
     issues = make_issues(2)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.client.llm_client import LLMClient
+from orchestrator.client import LLMClient
 from orchestrator.config import config_from_dict, find_config_path, load_config
 from orchestrator.errors import ConfigError, UnknownModelError
 from orchestrator.modes import (

@@ -23,6 +23,7 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from ..errors import BudgetExceededError
 from ..types import Completion
@@ -234,3 +235,31 @@ class Ledger:
         """One dict per (model, mode), for a DataFrame."""
         with self._lock:
             return [{"model": m, "mode": md, **vars(line)} for (m, md), line in sorted(self.lines.items())]
+
+
+def reserve_attempt(
+    ledgers: list[Ledger], model: str, worst_case: float | None, sent: int
+) -> list[tuple[Ledger, float]]:
+    """Reserve one attempt's worst case in every ledger, or raise BudgetExceededError holding nothing
+    (``sent``: the requests already sent for the call, reported on the error)."""
+    reserved: list[tuple[Ledger, float]] = []
+    try:
+        for lg in ledgers:
+            reserved.append((lg, lg.reserve(model, worst_case)))
+    except BudgetExceededError as exc:
+        for lg, amount in reserved:
+            lg.release(amount)
+        exc.attempts = sent
+        raise
+    return reserved
+
+
+def settle_failed_attempt(
+    reserved: list[tuple[Ledger, float]], model: str, mode: str | None, worst_case: float | None, error: Any
+) -> float:
+    """A failed attempt: its worst case is charged if the provider may bill it (``error.maybe_billed``),
+    else released. Returns what was charged."""
+    charged = (worst_case or 0.0) if error.maybe_billed else 0.0
+    for lg, amount in reserved:
+        lg.charge_failed(model, mode, amount, charged)
+    return charged

@@ -537,3 +537,20 @@ class Limiter:
 
 #: The process-wide limiter every LLMClient uses unless given another.
 LIMITER = Limiter()
+
+
+def buckets_for(limiter: Limiter, spec: Any, shared: Path | None) -> list[Bucket]:
+    """The buckets a model's requests draw from: its own ``limits``, and where it declares
+    ``options.account_limits``, the provider account's (models sharing a key share those)."""
+    lim = spec.limits
+    scope = f"model:{spec.id}|{spec.provider}|{spec.base_url}|{spec.model}|{spec.api_key_env}"
+    buckets = [limiter.bucket(scope, lim.rpm, lim.tpm, lim.max_concurrency, shared=shared)]
+    account = spec.options.get("account_limits")
+    if isinstance(account, dict):
+        scope = f"account:{spec.provider}|{spec.api_key_env}|{spec.base_url}"
+        buckets.append(
+            limiter.bucket(
+                scope, account.get("rpm"), account.get("tpm"), account.get("max_concurrency"), shared=shared
+            )
+        )
+    return buckets

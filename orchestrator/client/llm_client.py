@@ -27,121 +27,39 @@ import asyncio
 import functools
 import logging
 import random
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import httpx
-
 from .. import errors as E
 from ..config import Config, ModelSpec, load_config
-from ..modes import Mode, get_mode, parse_structured
+from ..modes import Mode, build_messages, get_mode, parse_structured
 from ..providers import check_call_params, get_adapter
 from ..providers.base import ChatRequest, ProviderResponse
 from ..providers.http import HttpPool
-from ..safe_text import repair_text
 from ..types import Completion, Issue, Message, Usage
 from .cache import ResponseCache, cache_key
-from .ledger import Ledger
-from .limits import LIMITER, Bucket, BucketPaused, Limiter
+from .ledger import Ledger, reserve_attempt, settle_failed_attempt
+from .limits import LIMITER, Bucket, BucketPaused, Limiter, buckets_for
 from .pricing import list_cost, worst_case_cost, worst_case_prompt_tokens
+from .retry import (
+    BREAKER_ON,
+    FALLBACK_ON,
+    Breaker,
+    RetryPolicy,
+    reached_server,
+    transport_error,
+    transport_errors,
+)
+from .safety import make_safe, register_config_secrets, safe_messages
+from .sync import BackgroundLoop
 
 log = logging.getLogger("orchestrator")
 T = TypeVar("T")
 CachePolicy = Literal["use", "refresh", "off"]
 PARAMS = ("temperature", "max_tokens", "top_p", "seed")
-
-# Errors after which the next model in the chain is tried: outages and exhausted retries, a context
-# window too small, a content filter, a model this key cannot use. A bad request is the caller's to fix
-# and a budget stop is deliberate: neither falls back.
-FALLBACK_ON: tuple[type[E.ProviderError], ...] = (
-    E.OverloadedError,
-    E.ProviderTimeoutError,
-    E.ConnectionFailedError,
-    E.MalformedResponseError,
-    E.ResponseTooLargeError,
-    E.RateLimitedError,
-    E.QuotaExhaustedError,
-    E.ContextTooLongError,
-    E.ContentFilteredError,
-    E.AuthError,
-    E.PermissionDeniedError,
-    E.UnknownProviderModelError,
-)
-# Errors that say the model (not the request) is failing: they count towards its circuit breaker.
-BREAKER_ON: tuple[type[E.ProviderError], ...] = (
-    E.OverloadedError,
-    E.ProviderTimeoutError,
-    E.ConnectionFailedError,
-    E.MalformedResponseError,
-    E.ResponseTooLargeError,
-    E.RateLimitedError,
-    E.QuotaExhaustedError,
-    E.AuthError,
-    E.PermissionDeniedError,
-    E.UnknownProviderModelError,
-)
-
-
-@dataclass
-class RetryPolicy:
-    """Exponential backoff with full jitter; each wait from the latest error; capped per wait and in total.
-
-    ``max_attempts`` counts attempts at one model (the first one included; an attempt whose connection
-    never opened counts here, though it is not a request sent, see ``Completion.attempts``). A server hint
-    (Retry-After, retry-after-ms, Gemini retryDelay) replaces the computed backoff; a hint above
-    ``max_wait_s``, or one that would take the total above ``max_total_wait_s``, is not slept: the call
-    moves on to the fallback. Own loop rather than tenacity: the wait depends on the latest error's hint
-    and on a cap that hands over to the fallback chain.
-    """
-
-    max_attempts: int = 4
-    base_delay_s: float = 0.5
-    max_wait_s: float = 30.0
-    max_total_wait_s: float = 90.0
-
-    def backoff(self, attempt: int, rng: random.Random) -> float:
-        """Full jitter: uniform in [0, min(max_wait_s, base_delay_s * 2**(attempt-1))]."""
-        return rng.uniform(0, min(self.max_wait_s, self.base_delay_s * 2 ** (attempt - 1)))
-
-
-@dataclass
-class Breaker:
-    """Per model: after ``threshold`` consecutive failed calls, skip the model for ``cooldown_s``.
-
-    After the cooldown one call is let through (half open): a success closes the circuit, a failure
-    opens it again at once. The last model of a chain is always tried (there is nothing to fall back to).
-    """
-
-    threshold: int = 3
-    cooldown_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        self._failures: dict[str, int] = {}
-        self._open_until: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def is_open(self, model: str) -> bool:
-        return self._open_until.get(model, 0.0) > time.monotonic()
-
-    def failure(self, model: str) -> None:
-        with self._lock:
-            n = self._failures.get(model, 0) + 1
-            self._failures[model] = n
-            opened = n >= self.threshold and not self.is_open(model)
-            if n >= self.threshold:
-                self._open_until[model] = time.monotonic() + self.cooldown_s
-        if opened:
-            log.warning("model %s failed %d times in a row: skipped for %.0f s", model, n, self.cooldown_s)
-
-    def success(self, model: str) -> None:
-        if model in self._failures or model in self._open_until:
-            with self._lock:
-                self._failures.pop(model, None)
-                self._open_until.pop(model, None)
 
 
 @dataclass
@@ -177,25 +95,6 @@ def _prompt_chars(messages: list[Message]) -> int:
     return sum(len(m.content) for m in messages)
 
 
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] | None = None
-_TIMEOUT_ERRORS: tuple[type[BaseException], ...] = (httpx.TimeoutException, TimeoutError)
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Network-level exceptions an adapter may let through (a transport's own types included)."""
-    global _TRANSPORT_ERRORS
-    if _TRANSPORT_ERRORS is None:
-        found: list[type[BaseException]] = [httpx.HTTPError, httpx.StreamError, OSError, EOFError]
-        try:
-            import aiohttp
-
-            found.append(aiohttp.ClientError)
-        except ImportError:  # pragma: no cover
-            pass
-        _TRANSPORT_ERRORS = tuple(found)
-    return _TRANSPORT_ERRORS
-
-
 class LLMClient:
     """One interface over every configured model.
 
@@ -220,7 +119,7 @@ class LLMClient:
     ) -> None:
         self.config = config if isinstance(config, Config) else load_config(config)
         E.redact_env_secrets()
-        _register_config_secrets(self.config)
+        register_config_secrets(self.config)
         self.pool = HttpPool(transport_factory)
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or Breaker()
@@ -237,9 +136,7 @@ class LLMClient:
                 log.warning("response cache disabled: %s", exc)
         else:
             self.cache = cache or None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: threading.Thread | None = None
-        self._loop_lock = threading.Lock()
+        self._background = BackgroundLoop()
 
     # ----------------------------------------------------------------- public API
 
@@ -296,7 +193,7 @@ class LLMClient:
                 ledger=ledger,
                 **params,
             )
-        msgs = self._messages(prompt_or_issue, mode_obj, messages)
+        msgs = build_messages(prompt_or_issue, mode_obj, messages)
         chain = self.route(model, mode)
         ledgers = [self.ledger] if ledger is None or ledger is self.ledger else [self.ledger, ledger]
         tried: list[str] = []
@@ -364,13 +261,7 @@ class LLMClient:
 
     def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the client's own loop (a background thread) and wait for its result."""
-        loop = self._ensure_loop()
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            future.cancel()
-            raise
+        return self._background.run(coro)
 
     def route(self, model: str | None, mode: str | None) -> list[str]:
         """The models to try, in order: the asked model (or the routing for ``mode``, or the default),
@@ -394,15 +285,7 @@ class LLMClient:
 
     def close(self) -> None:
         """Close HTTP clients, the background loop and the cache."""
-        if self._loop is not None:
-            loop = self._loop
-            asyncio.run_coroutine_threadsafe(self.pool.aclose(), loop).result()
-            loop.call_soon_threadsafe(loop.stop)
-            if self._loop_thread:
-                self._loop_thread.join(timeout=5)
-            if not loop.is_running():
-                loop.close()
-            self._loop = None
+        self._background.close(before=self.pool.aclose)
         if self.cache:
             self.cache.close()
 
@@ -420,31 +303,6 @@ class LLMClient:
         self.close()
 
     # ----------------------------------------------------------------- internals
-
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        with self._loop_lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="orchestrator-loop", daemon=True)
-                thread.start()
-                self._loop, self._loop_thread = loop, thread
-            return self._loop
-
-    @staticmethod
-    def _messages(
-        prompt_or_issue: Issue | str | None, mode: Mode | None, messages: list[Message] | None
-    ) -> list[Message]:
-        if messages is not None:
-            return list(messages)
-        if prompt_or_issue is None:
-            raise ValueError("complete() needs a prompt, an Issue or messages=")
-        if mode is not None:
-            return mode.messages(prompt_or_issue)
-        if isinstance(prompt_or_issue, Issue):
-            text = f"{prompt_or_issue.title}\n\n{prompt_or_issue.body}"
-        else:
-            text = prompt_or_issue
-        return [Message(role="user", content=text)]
 
     def _params(self, spec: ModelSpec, mode: Mode | None, overrides: dict[str, Any]) -> dict[str, Any]:
         params: dict[str, Any] = dict(mode.defaults) if mode else {}
@@ -467,7 +325,7 @@ class LLMClient:
         params = self._params(spec, mode, overrides)
         if overrides:  # the config's own values were checked when it loaded
             check_call_params(spec, params)
-        messages = _safe_messages(messages)
+        messages = safe_messages(messages)
         req = ChatRequest(
             spec=spec,
             messages=messages,
@@ -494,20 +352,10 @@ class LLMClient:
     def _buckets(self, spec: ModelSpec) -> list[Bucket]:
         buckets = self._buckets_by_model.get(spec.id)
         if buckets is None:
-            lim = spec.limits
-            db = self.config.home / "limits.sqlite"  # shares the limits with this machine's other processes
-            scope = f"model:{spec.id}|{spec.provider}|{spec.base_url}|{spec.model}|{spec.api_key_env}"
-            buckets = [self.limiter.bucket(scope, lim.rpm, lim.tpm, lim.max_concurrency, shared=db)]
-            # Provider-wide scope: models sharing a key share the provider's account limits.
-            shared = spec.options.get("account_limits")
-            if isinstance(shared, dict):
-                scope = f"account:{spec.provider}|{spec.api_key_env}|{spec.base_url}"
-                buckets.append(
-                    self.limiter.bucket(
-                        scope, shared.get("rpm"), shared.get("tpm"), shared.get("max_concurrency"), shared=db
-                    )
-                )
-            self._buckets_by_model[spec.id] = buckets
+            # shared with this machine's other processes through ORCHESTRATOR_HOME
+            buckets = self._buckets_by_model[spec.id] = buckets_for(
+                self.limiter, spec, self.config.home / "limits.sqlite"
+            )
         return buckets
 
     def request_key(self, spec: ModelSpec, req: ChatRequest, mode: Mode | None, repeat: int) -> str:
@@ -543,7 +391,7 @@ class LLMClient:
         hit.model = call.spec.id
         hit.mode = call.req.mode
         hit.charged_usd = 0.0
-        _make_safe(hit)  # an entry stored before a key was configured may hold it
+        make_safe(hit)  # an entry stored before a key was configured may hold it
         for lg in ledgers:
             lg.record(hit)
         return hit
@@ -581,28 +429,6 @@ class LLMClient:
                 log.warning("could not store %s's answer in the response cache: %s", spec.id, exc)
         return completion
 
-    def _reserve(self, call: _Call, ledgers: list[Ledger], sent: int) -> list[tuple[Ledger, float]]:
-        """Reserve one attempt's worst case in every ledger, or raise BudgetExceededError (nothing held)."""
-        reserved: list[tuple[Ledger, float]] = []
-        try:
-            for lg in ledgers:
-                reserved.append((lg, lg.reserve(call.spec.id, call.worst_cost)))
-        except E.BudgetExceededError as exc:
-            for lg, amount in reserved:
-                lg.release(amount)
-            exc.attempts = sent
-            raise
-        return reserved
-
-    def _settle_failed(
-        self, call: _Call, reserved: list[tuple[Ledger, float]], error: E.ProviderError, spend: _Spend
-    ) -> None:
-        """A failed attempt: its worst case is charged if the provider may bill it, else released."""
-        charged = (call.worst_cost or 0.0) if error.maybe_billed else 0.0
-        spend.charged += charged
-        for lg, amount in reserved:
-            lg.charge_failed(call.spec.id, call.req.mode, amount, charged)
-
     async def _send_with_retries(
         self, call: _Call, ledgers: list[Ledger], spend: _Spend
     ) -> tuple[ProviderResponse, float, int, list[tuple[Ledger, float]]]:
@@ -622,17 +448,22 @@ class LLMClient:
             # first request is not sent late and bunched with the next one
             self.pool.client(base_url(spec))
         while True:
-            reserved = self._reserve(call, ledgers, sent)
+            reserved = reserve_attempt(ledgers, call.spec.id, call.worst_cost, sent)
             try:
                 response, latency = await self._send_once(call, buckets, est_tokens, honoured)
             except E.ProviderError as exc:
                 error = exc
                 if not isinstance(error, BucketPaused):
                     tries += 1
-                    sent += _reached_server(error)
-                self._settle_failed(call, reserved, error, spend)
+                    sent += reached_server(error)
+                spend.charged += settle_failed_attempt(
+                    reserved, call.spec.id, call.req.mode, call.worst_cost, error
+                )
             except BaseException:  # cancelled: nothing is known of the attempt, keep the worst case
-                self._settle_failed(call, reserved, E.ProviderError("cancelled", maybe_billed=True), spend)
+                cancelled = E.ProviderError("cancelled", maybe_billed=True)
+                spend.charged += settle_failed_attempt(
+                    reserved, call.spec.id, call.req.mode, call.worst_cost, cancelled
+                )
                 raise
             else:
                 return response, latency, sent + 1, reserved
@@ -686,9 +517,9 @@ class LLMClient:
             except E.ProviderError:
                 raise
             except Exception as exc:  # a transport's own exception type: type it, never let it escape
-                if not isinstance(exc, _transport_errors()):
+                if not isinstance(exc, transport_errors()):
                     raise
-                raise self._transport_error(exc, spec) from None
+                raise transport_error(exc, spec) from None
             latency = time.perf_counter() - started
             usage = response.usage or Usage()
             self.limiter.reconcile(buckets, est_tokens, usage.input_total + usage.output_total)
@@ -696,22 +527,6 @@ class LLMClient:
         finally:
             for gate in reversed(held):  # the permit is given back before any wait
                 gate.release()
-
-    @staticmethod
-    def _transport_error(exc: BaseException, spec: ModelSpec) -> E.ProviderError:
-        cls: type[E.ProviderError] = E.ConnectionFailedError
-        try:
-            import aiohttp
-
-            timeouts: tuple[type[BaseException], ...] = (*_TIMEOUT_ERRORS, aiohttp.ServerTimeoutError)
-        except ImportError:  # pragma: no cover
-            timeouts = _TIMEOUT_ERRORS
-        if isinstance(exc, timeouts):
-            cls = E.ProviderTimeoutError
-        never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionRefusedError))
-        return cls(
-            f"{type(exc).__name__}: {exc}", provider=spec.provider, model=spec.id, maybe_billed=not never_sent
-        )
 
     def _to_completion(
         self, call: _Call, response: ProviderResponse, latency: float, attempts: int, spend: _Spend
@@ -749,7 +564,7 @@ class LLMClient:
             notes=notes,
             raw=response.raw,
         )
-        _make_safe(completion)
+        make_safe(completion)
         if req.schema is not None:  # on the safe text: what is parsed is what is stored
             completion.parsed, completion.parse_error = parse_structured(completion.text, req.schema)
         return completion
@@ -774,47 +589,3 @@ class LLMClient:
 
 def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def _register_config_secrets(config: Config) -> None:
-    """Every configured credential becomes a secret to redact, whatever its shape: the value of each
-    model's ``api_key_env`` and of each header whose name says it is a credential."""
-    import os
-
-    for spec in config.models.values():
-        if spec.api_key_env:
-            E.register_secret(os.environ.get(spec.api_key_env))
-        for name, value in spec.headers.items():
-            if E.is_secret_header(name):
-                E.register_secret(value)
-
-
-def _reached_server(error: E.ProviderError) -> bool:
-    """Whether a failed attempt's request reached a server: it has an HTTP status, or it failed after
-    the connection was made (then the provider may bill it). A refused or timed-out connect did not."""
-    return error.status is not None or error.maybe_billed
-
-
-def _safe_messages(messages: list[Message]) -> list[Message]:
-    """Messages whose text every provider can be sent: lone surrogates (from an issue file) replaced."""
-    out = messages
-    for i, m in enumerate(messages):
-        text, n = repair_text(m.content)
-        if n:
-            if out is messages:
-                out = list(messages)
-            out[i] = Message(role=m.role, content=text)
-    return out
-
-
-def _make_safe(completion: Completion) -> None:
-    """Repair what cannot be stored and redact what must not be, in the text: in place, noted in
-    ``notes`` (HTTP adapters do the same to the raw body as they read it)."""
-    text, repaired = repair_text(completion.text)
-    if E.contains_secret(text) or any(p.search(text) for p in E.SECRET_PATTERNS):
-        text = E.redact(text)
-        if "secret_redacted" not in completion.notes:
-            completion.notes.append("secret_redacted")
-    if repaired and "text_repaired" not in completion.notes:
-        completion.notes.append("text_repaired")
-    completion.text = text

@@ -560,7 +560,7 @@ def estimate_grid(
     from ..client.llm_client import LLMClient
     from ..client.pricing import expected_cost, worst_case_cost
     from ..config import Config, load_config
-    from ..modes import get_mode
+    from ..modes import build_messages, get_mode
     from .runner import _cells
 
     cfg = config if isinstance(config, Config) else load_config(config)
@@ -580,7 +580,7 @@ def estimate_grid(
             spec, mode_obj = specs[model], mode_objs[mode]
             # the seed each repeat is sent with, as runner._call_cell gives it
             overrides = {"seed": (spec.seed or 0) + repeat} if repeat > 0 else {}
-            call = client._prepare(spec, client._messages(issue, mode_obj, None), mode_obj, overrides, repeat)
+            call = client._prepare(spec, build_messages(issue, mode_obj), mode_obj, overrides, repeat)
             planned.append((issue, model, mode, call))
         cached = history.cached_keys([c.key for *_, c in planned]) if cache else set()
 
