@@ -198,7 +198,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from .client.llm_client import LLMClient
     from .config import load_config
-    from .runs.runner import rescore_run
+    from .runs.scoring import rescore_run
     from .runs.store import open_store
 
     cfg = load_config(args.config)

@@ -21,8 +21,9 @@ from orchestrator.cli import main
 from orchestrator.client.cache import ResponseCache
 from orchestrator.config import load_config
 from orchestrator.modes import get_mode
-from orchestrator.runs import estimate as est
-from orchestrator.runs.estimate import APPROXIMATE, estimate_grid
+from orchestrator.runs import tokens as est
+from orchestrator.runs.estimate import estimate_grid
+from orchestrator.runs.tokens import APPROXIMATE
 from orchestrator.types import Completion, Issue, Usage
 
 PRICE_IN, PRICE_OUT, MAX_TOKENS = 10.0, 40.0, 50  # USD per million tokens; the stub's max_tokens

@@ -343,7 +343,7 @@ def test_rescore_without_new_calls(tmp_path, stub, isolated_home):
     with sqlite3.connect(store.path) as conn:
         conn.execute("UPDATE results SET score = NULL WHERE run_id = 's1'")
     sent = stub.total
-    from orchestrator.runs.runner import rescore_run
+    from orchestrator.runs.scoring import rescore_run
 
     n = client.run_sync(rescore_run(store, "s1", client=client))
     assert n == 3 and stub.total == sent

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -32,6 +31,7 @@ from ..modes import MODES, get_mode
 from ..types import Issue
 from .lock import RunLock
 from .rows import ResultRow
+from .scoring import score_row, score_safely
 from .store import ResultStore, default_db_path, now_iso
 
 log = logging.getLogger("orchestrator")
@@ -352,7 +352,7 @@ async def _run_locked(
                     return
                 issue, row, completion = item
                 if completion is not None:
-                    row.update(_score_safely(issue, row.mode, completion))
+                    row.update(score_safely(issue, row.mode, completion))
                 row.finished_at = now_iso()
                 rows.append(row)
             record(rows)
@@ -439,16 +439,6 @@ def _failure_message(exc: Exception, summary: RunSummary, run_id: str, cache: bo
     if cache:
         text += "; answers received but not stored are in the response cache, so resuming does not pay again"
     return text + f". Fix the cause, then resume with --run-id {run_id}."
-
-
-def _score_safely(issue: Issue, mode: str, completion: Any) -> dict[str, Any]:
-    """The mode's scorer; a scorer that fails on odd text leaves the cell unscored, never sinks the run."""
-    try:
-        return score_sync(issue, mode, completion.text, completion.parsed, completion.parse_error)
-    except Exception as exc:
-        log.warning("scoring %s (%s) failed: %s", issue.id, mode, exc)
-        details = {"scorer_error": E.redact(f"{type(exc).__name__}: {exc}")[:500]}
-        return {"score": None, "judge_score": None, "scores": json.dumps(details)}
 
 
 def run_grid_sync(*args: Any, **kwargs: Any) -> RunSummary:
@@ -553,72 +543,6 @@ async def _call_cell(
         }
     )
     return row, completion
-
-
-def score_sync(
-    issue: Issue, mode: str, text: str, parsed: dict | None, parse_error: str | None
-) -> dict[str, Any]:
-    """The mode's scorer on one answer: score, details (JSON) and no judge."""
-    from ..scoring import score
-
-    result = score(mode, issue.gold, text, parsed, parse_error)
-    details = dict(result.details)
-    if result.flagged:
-        details["flagged"] = result.flagged
-    return {"score": result.value, "judge_score": None, "scores": json.dumps(details, default=str)}
-
-
-async def score_row(
-    client: Any,
-    issue: Issue,
-    mode: str,
-    text: str,
-    parsed: dict | None,
-    parse_error: str | None,
-    judge_model: str | None,
-    ledger: Any = None,
-) -> dict[str, Any]:
-    """Score one answer: the mode's scorer, plus the LLM judge for explain when a judge is set."""
-    from ..scoring import judge_explain
-
-    row = score_sync(issue, mode, text, parsed, parse_error)
-    if judge_model and mode == "explain":
-        judged = await judge_explain(client, judge_model, issue, text, ledger=ledger)
-        details = json.loads(row["scores"])
-        details["judge"] = {**judged.details, **({"flagged": judged.flagged} if judged.flagged else {})}
-        row.update(judge_score=judged.value, scores=json.dumps(details, default=str))
-    return row
-
-
-async def rescore_run(
-    store: ResultStore, run_id: str, client: Any = None, judge_model: str | None = None
-) -> int:
-    """Re-score every successful cell of a finished run without new model calls (judge calls aside)."""
-    issues = store.issues(run_id)
-    df = store.results_df(run_id)
-    df = df[df["error_type"] == ""]
-    updates = []
-    for row in df.itertuples(index=False):
-        issue = issues.get(row.issue_id)
-        if issue is None:
-            continue
-        parsed = json.loads(row.parsed) if isinstance(row.parsed, str) and row.parsed else None
-        scored = await score_row(
-            client, issue, row.mode, row.text or "", parsed, row.parse_error or None, judge_model
-        )
-        updates.append(
-            (
-                scored["score"],
-                scored["judge_score"],
-                scored["scores"],
-                row.issue_id,
-                row.model,
-                row.mode,
-                int(row.repeat),
-            )
-        )
-    store.update_scores(run_id, updates)
-    return len(updates)
 
 
 def dataset_label(path: str | os.PathLike[str] | None) -> str | None:
