@@ -112,12 +112,9 @@ def _print_summary(cfg: Any, run_id: str) -> None:
     from .run_cli import format_summary
     from .runs.store import open_store
 
-    store = open_store(config=cfg, readonly=True)
-    try:
+    with open_store(config=cfg, readonly=True) as store:
         df = store.results_df(run_id)
         run = store.run(run_id)
-    finally:
-        store.close()
     if run is not None:
         print(f"status: {run['status']}; {len(df)} cells; dataset {run.get('dataset') or '-'}")
     if df.empty:

@@ -17,14 +17,11 @@ def _load(args: argparse.Namespace):
 
     path = find_config_path(getattr(args, "config", None))
     cfg = load_config(path)
-    store = open_store(config=cfg, readonly=True)
-    try:
+    with open_store(config=cfg, readonly=True) as store:
         run = store.run(args.run_id)
         if run is None:
             raise UsageError(f"no run {args.run_id!r} in {store.path}; `orchestrator runs` lists them")
         df = store.results_df(args.run_id)
-    finally:
-        store.close()
     if df.empty:
         raise OrchestratorError(f"run {args.run_id} has no results")
     return path, cfg, df, run

@@ -113,11 +113,8 @@ def _print_summary_table(cfg, run_id: str) -> None:
     from .analysis import summary_table
     from .runs.store import open_store
 
-    store = open_store(config=cfg, readonly=True)
-    try:
+    with open_store(config=cfg, readonly=True) as store:
         df = store.results_df(run_id)
-    finally:
-        store.close()
     if df.empty:
         print("no results")
         return
@@ -150,11 +147,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from .config import load_config
     from .runs.store import open_store
 
-    store = open_store(config=load_config(args.config), readonly=True)
-    try:
+    with open_store(config=load_config(args.config), readonly=True) as store:
         runs = store.runs()
-    finally:
-        store.close()
     if not runs:
         print(
             "no runs yet: start one with `orchestrator run --dataset datasets/sample.jsonl --modes classify`"
@@ -173,13 +167,10 @@ def cmd_results(args: argparse.Namespace) -> int:
     from .config import load_config
     from .runs.store import export_results, open_store
 
-    store = open_store(config=load_config(args.config), readonly=True)
-    try:
+    with open_store(config=load_config(args.config), readonly=True) as store:
         if store.run(args.run_id) is None:
             raise UsageError(f"no run {args.run_id!r} in {store.path}; `orchestrator runs` lists them")
         df = store.results_df(args.run_id)
-    finally:
-        store.close()
     if args.output:
         out = export_results(df, args.output, args.format)
         print(f"wrote {len(df)} rows to {out}")
@@ -202,15 +193,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .runs.store import open_store
 
     cfg = load_config(args.config)
-    store = open_store(config=cfg)
-    client = LLMClient(cfg)
-    try:
+    with open_store(config=cfg) as store, LLMClient(cfg) as client:
         if store.run(args.run_id) is None:
             raise UsageError(f"no run {args.run_id!r} in {store.path}")
         n = client.run_sync(rescore_run(store, args.run_id, client=client, judge_model=args.judge))
-    finally:
-        store.close()
-        client.close()
     print(f"re-scored {n} cells of run {args.run_id}")
     _print_summary_table(cfg, args.run_id)
     return 0

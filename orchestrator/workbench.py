@@ -429,13 +429,10 @@ def run_benchmark(
         )
     finally:
         client.close()
-    store = open_store(config=cfg)
-    try:
+    with open_store(config=cfg) as store:
         df = store.results_df(run_id)
         run = store.run(run_id) or {}
         run_issues = store.issues(run_id)
-    finally:
-        store.close()
     return Benchmark(
         run_id=run_id,
         summary=summary,
@@ -1175,11 +1172,8 @@ def ensure_runs(
     from .runs.store import open_store
 
     cfg = config or load_bench_config()
-    store = open_store(config=cfg)
-    try:
+    with open_store(config=cfg) as store:
         have = len(store.runs())
-    finally:
-        store.close()
     created = []
     for _ in range(max(0, needed - have)):
         bench = run_benchmark(
@@ -1300,8 +1294,7 @@ def compare_runs(
     created: list[str] = []
     if (run_a is None or run_b is None) and create_if_missing:
         created = ensure_runs(cfg)
-    store = open_store(config=cfg)
-    try:
+    with open_store(config=cfg) as store:
         runs = store.runs()
         if run_b is None or run_a is None:
             ids = [r["id"] for r in runs if r["id"] not in {run_a, run_b}]
@@ -1316,8 +1309,6 @@ def compare_runs(
             if info is None:
                 raise ValueError(f"no run {rid!r} in the results database; `orchestrator runs` lists them")
         df_a, df_b = store.results_df(run_a), store.results_df(run_b)
-    finally:
-        store.close()
     paired = paired_runs(df_a, df_b, n_boot=n_boot)
     summaries = []
     for label, frame in (("A", df_a), ("B", df_b)):

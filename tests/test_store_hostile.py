@@ -159,3 +159,12 @@ def test_read_only_home_run_says_which_folder_is_not_writable(readonly_home, tmp
     assert proc.returncode == 1, proc.stdout
     assert str(readonly_home) in proc.stderr and "writable" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_store_is_a_context_manager_that_closes_even_when_the_body_raises(tmp_path) -> None:
+    path = old_database(tmp_path / "home")
+    with pytest.raises(RuntimeError), ResultStore(path) as store:
+        assert store.run("old-run") is not None
+        raise RuntimeError("body failed")
+    with pytest.raises(sqlite3.ProgrammingError):
+        store._conn.execute("SELECT 1")

@@ -322,6 +322,12 @@ class ResultStore:
         with self._lock:
             self._conn.close()
 
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _issue_json(issue: Issue) -> str:
     from ..safe_text import repair_value
@@ -346,11 +352,8 @@ def results_df(
     run_id: str | None = None, *, home: str | Path | None = None, config: Any = None
 ) -> pd.DataFrame:
     """Results of ``run_id`` from the database under ORCHESTRATOR_HOME (or ``home``) as a DataFrame."""
-    store = open_store(home=home, config=config, readonly=True)
-    try:
+    with open_store(home=home, config=config, readonly=True) as store:
         return store.results_df(run_id)
-    finally:
-        store.close()
 
 
 def open_store(*, home: str | Path | None = None, config: Any = None, readonly: bool = False) -> ResultStore:
