@@ -24,11 +24,11 @@ if TYPE_CHECKING:
     import pandas as pd
     from pandas.io.formats.style import Styler
 
-    from .client.llm_client import LLMClient
-    from .config import Config
-    from .runs.estimate import GridEstimate
-    from .runs.runner import RunSummary
-    from .types import Issue
+    from ..client.llm_client import LLMClient
+    from ..config import Config
+    from ..runs.estimate import GridEstimate
+    from ..runs.runner import RunSummary
+    from ..types import Issue
 
 __all__ = [
     "Benchmark",
@@ -181,7 +181,7 @@ def show_figure(fig: Any, *, dpi: int = 110) -> None:
 def show_cost_quality(summary: pd.DataFrame, modes: Sequence[str] | None = None, *, per_row: int = 2) -> None:
     """The cost–quality frontier, ``per_row`` modes per figure (readable at page width). When no model has a
     non-zero known cost (all free or unpriced), quality against p50 latency is shown as well."""
-    from .plots import cost_quality
+    from ..plots import cost_quality
 
     order = list(modes) if modes else _ordered_modes(summary["mode"].dropna())
     order = [
@@ -207,7 +207,7 @@ def show_cost_quality(summary: pd.DataFrame, modes: Sequence[str] | None = None,
 
 def show_heatmap(summary: pd.DataFrame) -> Any:
     """The model × mode heatmap of mean scores (with CIs), or a note when nothing was scored."""
-    from .plots import model_mode_heatmap
+    from ..plots import model_mode_heatmap
 
     if summary.empty or summary["mean"].isna().all():
         return show_text("Nothing scored: no heatmap.", "orc-note")
@@ -217,7 +217,7 @@ def show_heatmap(summary: pd.DataFrame) -> Any:
 
 def show_latency(df: pd.DataFrame) -> Any:
     """Per-call latency per model (calls not served from the cache), or a note when there is none."""
-    from .plots import latency_distribution
+    from ..plots import latency_distribution
 
     ok = (
         df[(df["error_type"] == "") & ~df["from_cache"].astype(bool) & df["latency_s"].notna()]
@@ -252,7 +252,7 @@ def show_pre(text: str) -> Any:
 
 def project_root(config: Config | None = None) -> Path:
     """The project folder: where the config file lives (the working directory for the shipped default)."""
-    from .config import find_config_path
+    from ..config import find_config_path
 
     path = config.path if config is not None and config.path else find_config_path()
     if path.parent == Path(__file__).parent:  # the default.toml inside the package
@@ -289,7 +289,7 @@ def load_bench_config(
 ) -> Config:
     """Load the config; ``max_tokens`` caps every model's output length for this session only (the file is
     unchanged, and the run's config snapshot records the cap)."""
-    from .config import Config, load_config
+    from ..config import Config, load_config
 
     if isinstance(config, Config):
         cfg = config
@@ -317,7 +317,7 @@ def load_issues(
     config: Config | None = None,
 ) -> list[Issue]:
     """Issues of ``dataset`` (relative paths resolve from the project root too), optionally the first N."""
-    from .resources import load_issues as _load  # datasets.load_issues; the shipped sample if it is missing
+    from ..resources import load_issues as _load  # datasets.load_issues; the shipped sample if it is missing
 
     issues = _load(resolve_path(dataset, project_root(config)), split=split)
     return issues[: int(limit)] if limit else issues
@@ -362,7 +362,7 @@ def estimate_benchmark(
     max_tokens: int | None = None,
 ) -> GridEstimate:
     """What :func:`run_benchmark` with the same arguments would call and cost; nothing is sent."""
-    from .runs.estimate import estimate_grid
+    from ..runs.estimate import estimate_grid
 
     cfg = load_bench_config(config, max_tokens=max_tokens)
     return estimate_grid(
@@ -394,9 +394,9 @@ def run_benchmark(
     progress: bool = True,
 ) -> Benchmark:
     """Run the grid (with a progress bar) and load its results: the notebook's one call."""
-    from .client.llm_client import LLMClient
-    from .runs.runner import new_run_id, run_grid
-    from .runs.store import open_store
+    from ..client.llm_client import LLMClient
+    from ..runs.runner import new_run_id, run_grid
+    from ..runs.store import open_store
 
     cfg = load_bench_config(config, max_tokens=max_tokens)
     root = project_root(cfg)
@@ -599,7 +599,7 @@ def all_comparisons(
     """Paired comparisons of every model pair in every mode (Holm-corrected within a mode)."""
     import pandas as pd
 
-    from .analysis import paired_comparison
+    from ..analysis import paired_comparison
 
     frames = []
     for mode in modes or _ordered_modes(df["mode"].dropna()):
@@ -687,7 +687,7 @@ def tied_groups(df: pd.DataFrame, summary: pd.DataFrame, modes: Sequence[str] | 
     """Per mode: the best model and every model statistically tied with it."""
     import pandas as pd
 
-    from .analysis import tied_with_best
+    from ..analysis import tied_with_best
 
     rows = []
     for mode in modes or _ordered_modes(df["mode"].dropna()):
@@ -989,7 +989,7 @@ def routing_proposal(
     ``[routing]`` diff; written to the config file only when ``write``."""
     import pandas as pd
 
-    from . import routing
+    from .. import routing
 
     df = bench.df
     held_out = bench.has_dev_rows
@@ -1058,7 +1058,7 @@ def routing_proposal(
             diff = routing.write_routing(path, selections, provenance, write=bool(write))
             written = bool(write)
         except Exception as exc:  # show the problem in the report instead of failing the whole run
-            from .errors import redact
+            from ..errors import redact
 
             error = redact(f"{type(exc).__name__}: {exc}")
     return RoutingProposal(
@@ -1169,7 +1169,7 @@ def ensure_runs(
     n_issues: int = 3,
 ) -> list[str]:
     """Create tiny baseline runs until the store holds ``needed`` runs (so the notebook runs standalone)."""
-    from .runs.store import open_store
+    from ..runs.store import open_store
 
     cfg = config or load_bench_config()
     with open_store(config=cfg) as store:
@@ -1198,7 +1198,7 @@ def paired_runs(
     run label; ``diff`` is mean A − mean B as there, and ``p_holm`` is re-corrected over the whole table."""
     import pandas as pd
 
-    from .analysis import holm, paired_comparison
+    from ..analysis import holm, paired_comparison
 
     rows = []
     common_modes = _ordered_modes(set(df_a["mode"].dropna()) & set(df_b["mode"].dropna()))
@@ -1287,8 +1287,8 @@ def compare_runs(
     store and ``create_if_missing``, two tiny baseline runs are created first."""
     import pandas as pd
 
-    from .analysis import summary_table
-    from .runs.store import open_store
+    from ..analysis import summary_table
+    from ..runs.store import open_store
 
     cfg = load_bench_config(config)
     created: list[str] = []
@@ -1445,8 +1445,8 @@ def compare_answers(
 
     import pandas as pd
 
-    from .errors import ProviderError, redact
-    from .scoring import score
+    from ..errors import ProviderError, redact
+    from ..scoring import score
 
     model_ids = split_list(models)
 
@@ -1541,7 +1541,7 @@ def explore_widget(
     import ipywidgets as W
     from IPython.display import display
 
-    from .modes import MODES
+    from ..modes import MODES
 
     issues = list(issues)
     known = client.models()
@@ -1602,7 +1602,7 @@ def explore_widget(
                 client, issue, list(model_pick.value), mode_pick.value, cache=use_cache.value
             )
         except Exception as exc:
-            from .errors import redact
+            from ..errors import redact
 
             status.value = f"<span class='orc-err'>{esc(redact(str(exc)))}</span>"
             return None
