@@ -71,7 +71,7 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import report
     from .config import find_config_path, load_config
-    from .workbench import project_root
+    from .paths import project_root
 
     config = getattr(args, "config", None)
     cfg = load_config(config)

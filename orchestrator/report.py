@@ -396,8 +396,9 @@ def bench(
     The run id is made here (and passed in), the kernel runs in the project root (the config's folder), and
     paths in ``parameters`` (dataset, config) are passed relative to it where they lie inside it."""
     from .config import find_config_path
+    from .paths import project_root, resolve_path
+    from .resources import is_default_config
     from .runs.runner import new_run_id
-    from .workbench import project_root, resolve_path
 
     cfg_path = find_config_path(config)
     root = project_root(_PathConfig(cfg_path))
@@ -406,7 +407,7 @@ def bench(
     params = dict(parameters or {})
     run_id = check_run_id(str(run_id or params.get("run_id") or new_run_id()))  # it names two files
     params["run_id"] = run_id
-    if cfg_path.parent != Path(__file__).parent:  # not the package's default.toml
+    if not is_default_config(cfg_path):
         params.setdefault("config", _relative_to(cfg_path, root))
     if params.get("dataset"):
         params["dataset"] = _relative_to(resolve_path(params["dataset"], root), root)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
-from pathlib import Path
 
 from .errors import OrchestratorError, UsageError
 
@@ -41,6 +40,7 @@ def _select(args: argparse.Namespace, df):
 
 
 def cmd_route(args: argparse.Namespace) -> int:
+    from .resources import is_default_config
     from .routing import write_routing
 
     path, _cfg, df, run = _load(args)
@@ -52,7 +52,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     if not selections:
         print("no mode has a winner: nothing to write")
         return 1
-    if args.write and path.parent == Path(__file__).parent:
+    if args.write and is_default_config(path):
         raise OrchestratorError(
             f"the config in use is the copy shipped in the package ({path}); pass --config orchestrator.toml "
             "(or create one) to write the routing"

@@ -20,6 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..paths import project_root, relative_label, resolve_path
+from ..resources import is_default_config
+
 if TYPE_CHECKING:
     import pandas as pd
     from pandas.io.formats.style import Styler
@@ -245,40 +248,6 @@ def show_text(text: str, css_class: str = "orc-note") -> Any:
 
 def show_pre(text: str) -> Any:
     return _html(f'<pre class="orc-pre">{esc(text)}</pre>')
-
-
-# ------------------------------------------------------------------------------------ project paths
-
-
-def project_root(config: Config | None = None) -> Path:
-    """The project folder: where the config file lives (the working directory for the shipped default)."""
-    from ..config import find_config_path
-
-    path = config.path if config is not None and config.path else find_config_path()
-    if path.parent == Path(__file__).parent:  # the default.toml inside the package
-        return Path.cwd().resolve()
-    return path.parent.resolve()
-
-
-def resolve_path(path: str | os.PathLike[str], root: Path | None = None) -> Path:
-    """An absolute path as is; a relative one from the working directory, else from the project root."""
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists() or root is None:
-        return p.resolve()
-    return (root / p).resolve()
-
-
-def relative_label(path: str | os.PathLike[str], root: Path | None = None) -> str:
-    """How a path is shown and recorded: relative to the project root (or cwd), never absolute."""
-    p = Path(path).resolve()
-    for base in (root, Path.cwd()):
-        if base is None:
-            continue
-        try:
-            return p.relative_to(Path(base).resolve()).as_posix()
-        except ValueError:
-            continue
-    return p.name
 
 
 def load_bench_config(
@@ -1051,7 +1020,7 @@ def routing_proposal(
     path = bench.config.path
     if not selections:  # every mode was skipped: nothing to write (the table says why)
         pass
-    elif path is None or path.parent == Path(__file__).parent:
+    elif path is None or is_default_config(path):
         error = "the config in use is the package's default: there is no project orchestrator.toml to update"
     else:
         try:
