@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from orchestrator import plots
 from orchestrator.analysis import summary_table
+from orchestrator.workbench import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -184,7 +184,7 @@ def show_figure(fig: Any, *, dpi: int = 110) -> None:
 def show_cost_quality(summary: pd.DataFrame, modes: Sequence[str] | None = None, *, per_row: int = 2) -> None:
     """The cost–quality frontier, ``per_row`` modes per figure (readable at page width). When no model has a
     non-zero known cost (all free or unpriced), quality against p50 latency is shown as well."""
-    from ..plots import cost_quality
+    from .plots import cost_quality
 
     order = list(modes) if modes else _ordered_modes(summary["mode"].dropna())
     order = [
@@ -210,7 +210,7 @@ def show_cost_quality(summary: pd.DataFrame, modes: Sequence[str] | None = None,
 
 def show_heatmap(summary: pd.DataFrame) -> Any:
     """The model × mode heatmap of mean scores (with CIs), or a note when nothing was scored."""
-    from ..plots import model_mode_heatmap
+    from .plots import model_mode_heatmap
 
     if summary.empty or summary["mean"].isna().all():
         return show_text("Nothing scored: no heatmap.", "orc-note")
@@ -220,7 +220,7 @@ def show_heatmap(summary: pd.DataFrame) -> Any:
 
 def show_latency(df: pd.DataFrame) -> Any:
     """Per-call latency per model (calls not served from the cache), or a note when there is none."""
-    from ..plots import latency_distribution
+    from .plots import latency_distribution
 
     ok = (
         df[(df["error_type"] == "") & ~df["from_cache"].astype(bool) & df["latency_s"].notna()]

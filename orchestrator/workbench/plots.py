@@ -21,7 +21,7 @@ from matplotlib import colormaps  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .analysis import pareto_frontier  # noqa: E402
+from ..analysis import pareto_frontier  # noqa: E402
 
 __all__ = ["cost_quality", "latency_distribution", "model_colors", "model_mode_heatmap"]
 
