@@ -348,7 +348,7 @@ def html_exporter(*, with_code: bool = False) -> Any:
 
 def render_html(nb: Any, html_path: str | os.PathLike[str], *, title: str, with_code: bool = False) -> Path:
     """Render an executed (and scrubbed) notebook to a standalone HTML page."""
-    from .workbench import CSS
+    from .workbench.html import CSS
 
     exporter = html_exporter(with_code=with_code)
     resources = {"metadata": {"name": title}, "orchestrator_css": CSS + _PAGE_CSS}

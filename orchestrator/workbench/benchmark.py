@@ -1,0 +1,230 @@
+"""Run a benchmark from a notebook: the config and issues it uses, its cost estimate, the run, its header."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..paths import project_root, relative_label, resolve_path
+from .html import CSS, _html, _ordered_modes, esc, split_list
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..config import Config
+    from ..runs.estimate import GridEstimate
+    from ..runs.runner import RunSummary
+    from ..types import Issue
+
+
+def load_bench_config(
+    config: Config | str | os.PathLike[str] | None = None,
+    *,
+    max_tokens: int | None = None,
+    root: Path | None = None,
+) -> Config:
+    """Load the config; ``max_tokens`` caps every model's output length for this session only (the file is
+    unchanged, and the run's config snapshot records the cap)."""
+    from ..config import Config, load_config
+
+    if isinstance(config, Config):
+        cfg = config
+    else:
+        cfg = load_config(resolve_path(config, root or Path.cwd()) if config else None)
+    if not max_tokens:
+        return cfg
+    models = {}
+    for model_id, spec in cfg.models.items():
+        modes = {
+            name: o.model_copy(update={"max_tokens": min(o.max_tokens, max_tokens)}) if o.max_tokens else o
+            for name, o in spec.modes.items()
+        }
+        models[model_id] = spec.model_copy(
+            update={"max_tokens": min(spec.max_tokens, int(max_tokens)), "modes": modes}
+        )
+    return cfg.model_copy(update={"models": models})
+
+
+def load_issues(
+    dataset: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    limit: int | None = None,
+    config: Config | None = None,
+) -> list[Issue]:
+    """Issues of ``dataset`` (relative paths resolve from the project root too), optionally the first N."""
+    from ..resources import load_issues as _load  # datasets.load_issues; the shipped sample if it is missing
+
+    issues = _load(resolve_path(dataset, project_root(config)), split=split)
+    return issues[: int(limit)] if limit else issues
+
+
+@dataclass
+class Benchmark:
+    """A finished (or stopped) benchmark run with everything the notebook shows."""
+
+    run_id: str
+    summary: RunSummary
+    df: pd.DataFrame
+    issues: dict[str, Issue]
+    run: dict[str, Any]
+    config: Config
+    root: Path
+    dataset: str
+    split: str | None
+    models: list[str]
+    modes: list[str]
+
+    @property
+    def has_dev_rows(self) -> bool:
+        return bool((self.df["split"] == "dev").fillna(False).any()) if len(self.df) else False
+
+
+def estimate_benchmark(
+    dataset: str | os.PathLike[str] = "datasets/sample.jsonl",
+    *,
+    split: str | None = None,
+    models: str | Sequence[str] = "baseline/rules",
+    modes: str | Sequence[str] = "classify",
+    repeats: int = 1,
+    concurrency: int = 2,
+    budget_usd: float | None = None,
+    run_id: str | None = None,
+    config: Config | str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    max_tokens: int | None = None,
+) -> GridEstimate:
+    """What :func:`run_benchmark` with the same arguments would call and cost; nothing is sent."""
+    from ..runs.estimate import estimate_grid
+
+    cfg = load_bench_config(config, max_tokens=max_tokens)
+    return estimate_grid(
+        load_issues(dataset, split=split, limit=limit, config=cfg),
+        split_list(models),
+        split_list(modes),
+        repeats=int(repeats),
+        config=cfg,
+        budget_usd=budget_usd,
+        run_id=run_id,
+        concurrency=int(concurrency),
+    )
+
+
+def run_benchmark(
+    dataset: str | os.PathLike[str] = "datasets/sample.jsonl",
+    *,
+    split: str | None = None,
+    models: str | Sequence[str] = "baseline/rules",
+    modes: str | Sequence[str] = "classify",
+    repeats: int = 1,
+    concurrency: int = 2,
+    budget_usd: float | None = None,
+    judge_model: str | None = None,
+    run_id: str | None = None,
+    config: Config | str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    max_tokens: int | None = None,
+    progress: bool = True,
+) -> Benchmark:
+    """Run the grid (with a progress bar) and load its results: the notebook's one call."""
+    from ..client.llm_client import LLMClient
+    from ..runs.runner import new_run_id, run_grid
+    from ..runs.store import open_store
+
+    cfg = load_bench_config(config, max_tokens=max_tokens)
+    root = project_root(cfg)
+    issues = load_issues(dataset, split=split, limit=limit, config=cfg)
+    if not issues:
+        raise ValueError(
+            f"{relative_label(resolve_path(dataset, root), root)}: no issues"
+            + (f" in split {split!r}" if split else "")
+        )
+    model_ids, mode_names = split_list(models), split_list(modes)
+    label = relative_label(resolve_path(dataset, root), root)
+    run_id = run_id or new_run_id()
+    client = LLMClient(cfg)
+    try:
+        summary = client.run_sync(
+            run_grid(
+                issues,
+                model_ids,
+                mode_names,
+                repeats=int(repeats),
+                concurrency=int(concurrency),
+                budget_usd=budget_usd,
+                run_id=run_id,
+                client=client,
+                dataset=label,
+                split=split,
+                judge_model=judge_model or None,
+                progress=progress,
+            )
+        )
+    finally:
+        client.close()
+    with open_store(config=cfg) as store:
+        df = store.results_df(run_id)
+        run = store.run(run_id) or {}
+        run_issues = store.issues(run_id)
+    return Benchmark(
+        run_id=run_id,
+        summary=summary,
+        df=df,
+        issues=run_issues,
+        run=run,
+        config=cfg,
+        root=root,
+        dataset=label,
+        split=split,
+        models=model_ids,
+        modes=_ordered_modes(mode_names),
+    )
+
+
+def report_header(bench: Benchmark, title: str = "Benchmark report") -> Any:
+    """Title, run id, dataset, date and the run's vital numbers, as escaped HTML."""
+    s = bench.summary
+    created = bench.run.get("created") or datetime.now(UTC).isoformat()
+    try:
+        when = datetime.fromisoformat(str(created).replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        when = str(created)
+    commit = (bench.run.get("git_commit") or "")[:10] or "—"
+    cfg_name = bench.config.path.name if bench.config.path else "—"
+    rows = [
+        ("Run", bench.run_id),
+        ("Date", when),
+        ("Dataset", bench.dataset + (f" (split {bench.split})" if bench.split else "")),
+        ("Issues", f"{len(bench.issues)}"),
+        ("Models", ", ".join(bench.models)),
+        ("Modes", ", ".join(bench.modes)),
+        (
+            "Cells",
+            f"{s.cells_total} ({s.cells_run} run now, {s.cells_done_before} already done, {s.errors} errors)",
+        ),
+        ("Status", s.status),
+        ("Spent", f"${s.spent_usd:.4f} (cache saved ${s.saved_usd:.4f})"),
+        ("Wall time", f"{s.wall_s:.1f} s"),
+        ("Config", cfg_name + (f" (git {commit})" if commit != "—" else "")),
+    ]
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    n_m, n_d, n_i = len(bench.models), len(bench.modes), len(bench.issues)
+    sub = (
+        f"{n_m} model{'s' if n_m != 1 else ''} × {n_d} mode{'s' if n_d != 1 else ''} × {n_i} "
+        f"issue{'s' if n_i != 1 else ''} of {bench.dataset}"
+        + (
+            f" (repeats: {s.cells_total // max(1, n_m * n_d * n_i)})"
+            if s.cells_total > n_m * n_d * n_i
+            else ""
+        )
+    )
+    return _html(
+        f"<style>{CSS}</style>"
+        f'<div class="orc-header"><h1>{esc(title)}</h1>'
+        f'<p class="orc-sub">{esc(sub)}</p>'
+        f'<table class="orc-meta">{body}</table></div>'
+    )

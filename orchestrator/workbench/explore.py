@@ -1,0 +1,256 @@
+"""Explore issues one at a time: search, an issue card, every model's answer side by side, a widget."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .html import CSS, _html, _is_nan, esc, fmt_num, fmt_s, fmt_usd, split_list
+from .tables import _clip, _gold_brief
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..client.llm_client import LLMClient
+    from ..types import Issue
+
+
+def find_issues(issues: Sequence[Issue], query: str) -> list[Issue]:
+    """Issues matching ``query``: words must all occur in the id, title, body or labels (case-insensitive);
+    ``label:X`` matches a label (or gold type) exactly."""
+    words = (query or "").lower().split()
+    out = []
+    for issue in issues:
+        labels = {lab.lower() for lab in issue.labels} | ({issue.gold.type} if issue.gold.type else set())
+        hay = " ".join([issue.id, issue.title, issue.body, *issue.labels]).lower()
+        if all((w[6:] in labels) if w.startswith("label:") else (w in hay) for w in words):
+            out.append(issue)
+    return out
+
+
+def issue_card(issue: Issue, max_body: int = 1200) -> Any:
+    """The issue as escaped HTML: title, labels, the body's start, and the gold labels."""
+    g = issue.gold
+    gold = [
+        ("type", g.type),
+        ("component", g.component),
+        ("severity", g.severity),
+        ("files", ", ".join(g.files)),
+        ("summary", g.summary),
+        ("key points", "; ".join(g.key_points)),
+    ]
+    gold_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in gold if v)
+    return _html(
+        f"<style>{CSS}</style><div class='orc-card'><h4>{esc(issue.id)}: {esc(issue.title)}</h4>"
+        f"<div class='orc-usage'>labels: {esc(', '.join(issue.labels) or '—')} · split: {esc(issue.split or '—')}</div>"
+        f"<pre>{esc(_clip(issue.body, max_body))}</pre>"
+        f"<table class='orc-meta'><caption>gold</caption>{gold_rows or '<tr><td>no gold labels</td></tr>'}</table></div>"
+    )
+
+
+def compare_answers(
+    client: LLMClient, issue: Issue, models: Sequence[str] | str, mode: str, *, cache: bool = True
+) -> pd.DataFrame:
+    """Ask each model about one issue in one mode (concurrently, through the response cache): one row per
+    model with the answer, its score against the gold labels, tokens, cost, latency and whether it was cached."""
+    import asyncio
+
+    import pandas as pd
+
+    from ..errors import ProviderError, redact
+    from ..scoring import score
+
+    model_ids = split_list(models)
+
+    async def ask_all() -> list[Any]:
+        return await asyncio.gather(
+            *(client.complete(issue, model=m, mode=mode, cache="use" if cache else "off") for m in model_ids),
+            return_exceptions=True,
+        )
+
+    results = client.run_sync(ask_all())
+    rows = []
+    for model, c in zip(model_ids, results, strict=True):
+        if isinstance(c, BaseException):
+            kind = c.kind if isinstance(c, ProviderError) else type(c).__name__
+            rows.append({"model": model, "answer": "", "error": redact(f"{kind}: {c}")})
+            continue
+        try:
+            value = score(mode, issue.gold, c.text, c.parsed, c.parse_error).value
+        except Exception:  # a scorer problem must not hide the answers
+            value = None
+        rows.append(
+            {
+                "model": model,
+                "served by": c.served_model or c.model,
+                "answer": c.text,
+                "parsed": json.dumps(c.parsed, ensure_ascii=False) if c.parsed else (c.parse_error or ""),
+                "score": value,
+                "tokens in": c.usage.input_total,
+                "tokens out": c.usage.output_total,
+                "cost_usd": c.cost_usd,
+                "latency_s": c.latency_s,
+                "cached": bool(c.from_cache),
+                "error": "",
+            }
+        )
+    cols = [
+        "model",
+        "served by",
+        "answer",
+        "parsed",
+        "score",
+        "tokens in",
+        "tokens out",
+        "cost_usd",
+        "latency_s",
+        "cached",
+        "error",
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def answers_html(frame: pd.DataFrame, issue: Issue | None = None, mode: str | None = None) -> Any:
+    """Answers side by side (one card per model) with usage, cost and latency; everything escaped."""
+    cards = []
+    for r in frame.to_dict("records"):
+        if r.get("error"):
+            body = f"<pre class='orc-err'>{esc(r['error'])}</pre>"
+            usage = ""
+        else:
+            cached = " · cached (free)" if r.get("cached") else ""
+            usage = (
+                f"score {fmt_num(r.get('score'), 2)} · {r.get('tokens in')} in / {r.get('tokens out')} out · "
+                f"{fmt_usd(r.get('cost_usd'))} · {fmt_s(r.get('latency_s'))}{cached}"
+            )
+            body = f"<pre>{esc(r.get('answer'))}</pre>"
+            if r.get("parsed") and mode == "classify":
+                body += f"<div class='orc-usage'>parsed: {esc(r['parsed'])}</div>"
+        cards.append(
+            f"<div class='orc-card'><h4>{esc(r['model'])}</h4><div class='orc-usage'>{esc(usage)}</div>"
+            f"{body}</div>"
+        )
+    gold = ""
+    if issue is not None and mode:
+        gold = f"<p><b>gold ({esc(mode)}):</b> {esc(_gold_brief(issue, mode))}</p>"
+    return _html(f"<style>{CSS}</style>{gold}<div class='orc-cards'>{''.join(cards)}</div>")
+
+
+def explore_widget(
+    issues: Sequence[Issue],
+    client: LLMClient,
+    *,
+    models: Sequence[str] | str | None = None,
+    mode: str = "classify",
+) -> Any:
+    """An ipywidgets panel: search issues by text or ``label:X``, pick one, pick models and a mode, run, and
+    see the answers side by side with usage, cost and latency, next to the gold labels.
+
+    Answers go through the response cache (re-running is free; untick "use the cache" for fresh samples).
+    The returned VBox has ``controls`` (the widgets by name) and ``run()`` (what the Run button does)."""
+    from types import SimpleNamespace
+
+    import ipywidgets as W
+    from IPython.display import display
+
+    from ..modes import MODES
+
+    issues = list(issues)
+    known = client.models()
+    chosen = [m for m in split_list(models) if m in known] or known[:2]
+
+    def options(found: Sequence[Issue]) -> list[tuple[str, int]]:
+        return [(_clip(f"{i.id} · {i.title}", 110), issues.index(i)) for i in found]
+
+    search = W.Text(
+        placeholder="words in the title or body, or label:bug",
+        description="Search",
+        layout=W.Layout(width="32em"),
+    )
+    count = W.HTML(value=f"{len(issues)} issues")
+    picker = W.Dropdown(options=options(issues), description="Issue", layout=W.Layout(width="60em"))
+    model_pick = W.SelectMultiple(
+        options=known,
+        value=tuple(chosen),
+        description="Models",
+        rows=min(8, max(3, len(known))),
+        layout=W.Layout(width="28em"),
+    )
+    mode_pick = W.ToggleButtons(
+        options=list(MODES), value=mode if mode in MODES else "classify", description="Mode"
+    )
+    use_cache = W.Checkbox(value=True, description="use the cache (re-running is free)", indent=False)
+    run_button = W.Button(description="Run", button_style="primary", icon="play")
+    status = W.HTML()
+    issue_out, answers_out = W.Output(), W.Output()
+
+    def current() -> Issue | None:
+        return issues[picker.value] if picker.value is not None else None
+
+    def on_search(_: Any = None) -> None:
+        found = find_issues(issues, search.value)
+        picker.options = options(found)
+        if found and picker.value is None:
+            picker.value = issues.index(found[0])
+        count.value = esc(f"{len(found)} of {len(issues)} issues")
+
+    def on_pick(_: Any = None) -> None:
+        issue_out.clear_output()
+        answers_out.clear_output()
+        issue = current()
+        if issue is not None:
+            with issue_out:
+                display(issue_card(issue))
+
+    def run(_: Any = None) -> Any:
+        issue = current()
+        if issue is None or not model_pick.value:
+            status.value = esc("pick an issue and at least one model")
+            return None
+        run_button.disabled = True
+        status.value = esc(f"asking {len(model_pick.value)} model(s)…")
+        try:
+            frame = compare_answers(
+                client, issue, list(model_pick.value), mode_pick.value, cache=use_cache.value
+            )
+        except Exception as exc:
+            from ..errors import redact
+
+            status.value = f"<span class='orc-err'>{esc(redact(str(exc)))}</span>"
+            return None
+        finally:
+            run_button.disabled = False
+        spent = sum(c for c in frame["cost_usd"].fillna(0) if not _is_nan(c))
+        status.value = esc(f"done: {int(frame['cached'].fillna(False).sum())} cached, spent {fmt_usd(spent)}")
+        answers_out.clear_output(wait=True)
+        with answers_out:
+            display(answers_html(frame, issue, mode_pick.value))
+        return frame
+
+    search.observe(on_search, names="value")
+    picker.observe(on_pick, names="value")
+    run_button.on_click(run)
+    box = W.VBox(
+        [
+            W.HBox([search, count]),
+            picker,
+            W.HBox([model_pick, W.VBox([mode_pick, use_cache, W.HBox([run_button, status])])]),
+            issue_out,
+            answers_out,
+        ]
+    )
+    box.controls = SimpleNamespace(
+        search=search,
+        picker=picker,
+        models=model_pick,
+        mode=mode_pick,
+        use_cache=use_cache,
+        run=run_button,
+        status=status,
+        issue_out=issue_out,
+        answers_out=answers_out,
+    )
+    box.run = run
+    on_pick()
+    return box
