@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from .errors import redact
-from .modes import CLASSIFY_SCHEMA, parse_structured
-from .types import Gold, Issue, Message
+from ..errors import redact
+from ..modes import CLASSIFY_SCHEMA, parse_structured
+from ..types import Gold, Issue, Message
 
 if TYPE_CHECKING:
     from sacrebleu.metrics import CHRF
