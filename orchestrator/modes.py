@@ -39,6 +39,7 @@ class Mode:
     user_template: str
     defaults: dict[str, Any] = field(default_factory=dict)
     schema: dict[str, Any] | None = None
+    scorer: str = ""  # a name in orchestrator.scoring.SCORERS; not part of the version (it shapes no prompt)
 
     @functools.cached_property
     def version(self) -> str:
@@ -90,6 +91,7 @@ EXPLAIN = Mode(
     ),
     user_template=_ISSUE_BLOCK + "\nExplain this issue.",
     defaults={"temperature": 0.7},
+    scorer="key_points",
 )
 
 FIX = Mode(
@@ -101,6 +103,7 @@ FIX = Mode(
     ),
     user_template=_ISSUE_BLOCK + "\nPropose a fix.",
     defaults={"temperature": 0.0},
+    scorer="files",
 )
 
 CLASSIFY = Mode(
@@ -116,6 +119,7 @@ CLASSIFY = Mode(
     user_template=_ISSUE_BLOCK + "\nReturn the JSON label.",
     defaults={"temperature": 0.0},
     schema=CLASSIFY_SCHEMA,
+    scorer="label",
 )
 
 SUMMARIZE = Mode(
@@ -127,6 +131,7 @@ SUMMARIZE = Mode(
     ),
     user_template=_ISSUE_BLOCK + "\nSummarize this issue in one paragraph.",
     defaults={"temperature": 0.2},
+    scorer="chrf",
 )
 
 MODES: dict[str, Mode] = {m.name: m for m in (EXPLAIN, FIX, CLASSIFY, SUMMARIZE)}

@@ -45,7 +45,16 @@ GOLD = Gold(
 
 
 def test_registry_covers_the_four_modes_and_dispatches():
-    assert set(SCORERS) == {"classify", "fix", "summarize", "explain"}
+    from orchestrator.modes import MODES
+
+    assert {"label", "files", "chrf", "key_points"} <= set(SCORERS)
+    assert {m: MODES[m].scorer for m in MODES} == {
+        "classify": "label",
+        "fix": "files",
+        "summarize": "chrf",
+        "explain": "key_points",
+    }
+    assert all(info.description for info in SCORERS.values())
     assert score("classify", GOLD, '{"type": "bug", "component": "routing", "severity": "high"}').value == 1.0
     with pytest.raises(ValueError, match="no scorer for mode 'poetry'"):
         score("poetry", GOLD, "text")
@@ -474,3 +483,27 @@ async def test_judge_exception_is_flagged_with_redacted_reason():
     assert s.value is None
     assert s.flagged.startswith("judge_error: RuntimeError: upstream said no")
     assert "sk-abcdefghijklmnop1234" not in s.flagged and "[REDACTED]" in s.flagged
+
+
+def test_a_scorer_registered_here_is_found_by_name_and_used_by_a_mode_that_names_it(monkeypatch):
+    import dataclasses
+
+    from orchestrator import modes
+    from orchestrator.scoring import get_scorer, registry, scorer
+
+    monkeypatch.setattr(registry, "SCORERS", dict(registry.SCORERS))
+
+    @scorer("exact_summary", description="the answer equals the gold summary")
+    def exact_summary(gold, text, parsed, parse_error):
+        return Score(float(text.strip() == (gold.summary or "").strip()))
+
+    assert get_scorer("exact_summary") is exact_summary
+    monkeypatch.setitem(
+        modes.MODES, "summarize", dataclasses.replace(modes.SUMMARIZE, scorer="exact_summary")
+    )
+    assert score("summarize", GOLD, GOLD.summary).value == 1.0
+    assert score("summarize", GOLD, "something else").value == 0.0
+    with pytest.raises(ValueError, match="already registered"):
+        scorer("exact_summary")(lambda *a: Score(1.0))
+    with pytest.raises(ValueError, match="no scorer named 'nope'; known: .*chrf"):
+        get_scorer("nope")

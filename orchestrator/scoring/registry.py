@@ -1,0 +1,79 @@
+"""What a scorer is, and the one registry where scorers are found by name.
+
+A scorer is a pure function ``(gold, completion_text, parsed, parse_error) -> Score``: it never raises on
+model output and never calls the network. ``Score.value`` is in [0, 1], or ``None`` when the cell cannot
+be scored (no gold, judge failure); ``flagged`` says why a score deserves a look (``"parse_error"``,
+``"empty_answer"``, ``"no_gold"``, ``"judge_error: ..."``).
+
+Scorers register themselves once with :func:`scorer`; a mode names its scorer (``Mode.scorer``), and
+everything else (``score``, the CLI, the docs) looks it up here by name::
+
+    @scorer("exact", description="the answer equals the gold summary")
+    def exact(gold, text, parsed, parse_error) -> Score: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..types import Gold
+
+__all__ = ["SCORERS", "Score", "Scorer", "ScorerInfo", "empty_answer", "get_scorer", "scorer"]
+
+
+@dataclass(frozen=True)
+class Score:
+    """One scored cell: ``value`` in [0, 1] or None (not scorable), ``details``, and an optional flag."""
+
+    value: float | None
+    details: dict[str, Any] = field(default_factory=dict)
+    flagged: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.value is not None and not (0.0 <= self.value <= 1.0):
+            raise ValueError(f"score value must be in [0, 1] or None, got {self.value!r}")
+
+
+Scorer = Callable[[Gold, str, "dict[str, Any] | None", "str | None"], Score]
+
+
+@dataclass(frozen=True)
+class ScorerInfo:
+    """A registered scorer: its name, the function, and one line saying what it measures."""
+
+    name: str
+    fn: Scorer
+    description: str = ""
+
+
+SCORERS: dict[str, ScorerInfo] = {}
+
+
+def scorer(name: str, *, description: str = "") -> Callable[[Scorer], Scorer]:
+    """Register the decorated function as the scorer ``name`` (a second registration of a name is an error)."""
+
+    def register(fn: Scorer) -> Scorer:
+        if name in SCORERS and SCORERS[name].fn is not fn:
+            raise ValueError(
+                f"a scorer named {name!r} is already registered ({SCORERS[name].fn.__qualname__})"
+            )
+        doc = (fn.__doc__ or "").strip().splitlines()
+        SCORERS[name] = ScorerInfo(name, fn, description or (doc[0] if doc else ""))
+        return fn
+
+    return register
+
+
+def get_scorer(name: str) -> Scorer:
+    """The scorer registered as ``name``; an unknown name is a ValueError that lists the known ones."""
+    try:
+        return SCORERS[name].fn
+    except KeyError:
+        raise ValueError(f"no scorer named {name!r}; known: {', '.join(sorted(SCORERS))}") from None
+
+
+def empty_answer(text: str | None) -> bool:
+    """Whether an answer is empty or whitespace only (scored, but flagged ``"empty_answer"``)."""
+    return not (text or "").strip()
