@@ -13,17 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, OrchestratorError
+from ..errors import InputError, OrchestratorError
 
 
 def _config(args: argparse.Namespace):
-    from .config import load_config
+    from ..config import load_config
 
     return load_config(args.config)
 
 
 def _client(args: argparse.Namespace, **kw: Any):
-    from .client.llm_client import LLMClient
+    from ..client.llm_client import LLMClient
 
     return LLMClient(_config(args), **kw)
 
@@ -32,7 +32,7 @@ def _client(args: argparse.Namespace, **kw: Any):
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .providers import model_files, provider_info
+    from ..providers import model_files, provider_info
 
     cfg = _config(args)
     rows = []
@@ -89,7 +89,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_models_pull(args: argparse.Namespace) -> int:
-    from .providers import model_files, provider_info
+    from ..providers import model_files, provider_info
 
     cfg = _config(args)
     ids = (
@@ -114,7 +114,7 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .types import Issue
+    from ..types import Issue
 
     if args.issue_file:
         issue = _read_issue_file(Path(args.issue_file), args.index)
@@ -156,7 +156,7 @@ def _read_issue_file(path: Path, index: int):
     """An issue from a JSON file (one object) or a JSONL file (the ``index``-th line)."""
     from pydantic import ValidationError
 
-    from .types import Issue
+    from ..types import Issue
 
     if not path.is_file():
         raise InputError(f"issue file not found: {path}")
@@ -222,10 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_registrars():
     """Subcommands that live beside the modules they drive."""
-    from .bench_cli import register as bench_register
-    from .issues_cli import register as issues_register
-    from .route_cli import register as route_register
-    from .run_cli import register as run_register
+    from ..bench_cli import register as bench_register
+    from ..issues_cli import register as issues_register
+    from ..route_cli import register as route_register
+    from ..run_cli import register as run_register
 
     return [issues_register, run_register, route_register, bench_register]
 
@@ -249,14 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; everything finished so far is kept", file=sys.stderr)
         return 130
     except OrchestratorError as exc:
-        from .errors import redact
+        from ..errors import redact
 
         print(f"orchestrator: error: {redact(str(exc))}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 1))
     except Exception as exc:  # a bug: one line, never a traceback (ORCHESTRATOR_DEBUG=1 shows it)
         if os.environ.get("ORCHESTRATOR_DEBUG"):
             raise
-        from .errors import redact
+        from ..errors import redact
 
         print(
             f"orchestrator: internal error: {redact(f'{type(exc).__name__}: {exc}')[:2000]} "
@@ -264,7 +264,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
