@@ -66,7 +66,7 @@ def test_benchmark_parameters_match_the_issue():
 
 
 def report_params() -> dict:
-    from orchestrator.bench_cli import notebook_parameters
+    from orchestrator.cli.bench import notebook_parameters
 
     return notebook_parameters(ROOT / "notebooks" / "benchmark.ipynb")
 
@@ -178,7 +178,7 @@ def test_papermill_kernel_is_this_python_with_text_progress(tmp_path):
 
 
 def _bench_args(argv: list[str]) -> argparse.Namespace:
-    from orchestrator import bench_cli
+    from orchestrator.cli import bench as bench_cli
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--config")
@@ -187,7 +187,7 @@ def _bench_args(argv: list[str]) -> argparse.Namespace:
 
 
 def test_bench_cli_parameters():
-    from orchestrator.bench_cli import build_parameters
+    from orchestrator.cli.bench import build_parameters
     from orchestrator.errors import OrchestratorError
 
     args = _bench_args(
@@ -223,7 +223,7 @@ def test_bench_cli_parameters():
         "modes": "classify",
     }
     assert args.output_dir == Path("reports") and not args.with_code
-    from orchestrator.bench_cli import DEFAULT_MAX_TOKENS, with_default_cap
+    from orchestrator.cli.bench import DEFAULT_MAX_TOKENS, with_default_cap
 
     assert with_default_cap({}) == {"max_tokens": DEFAULT_MAX_TOKENS}  # the embedded default, on CPU
     assert with_default_cap({"max_tokens": None}) == {"max_tokens": None}

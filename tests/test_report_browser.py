@@ -101,7 +101,7 @@ def _write_project(folder: Path, base_url: str) -> None:
 @pytest.fixture(scope="module")
 def bench_report(tmp_path_factory, hostile_server):
     """`orchestrator bench` on the temporary project; returns the paths, the run id and the CLI output."""
-    from orchestrator import bench_cli
+    from orchestrator.cli import bench as bench_cli
 
     project = tmp_path_factory.mktemp("report-project")
     _write_project(project, hostile_server)

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli_args import non_negative_float, safe_run_id
-from .errors import UsageError
+from ..cli_args import non_negative_float, safe_run_id
+from ..errors import UsageError
 
 # The embedded default runs two local CPU models: their outputs are capped for the bench so that the default
 # report comes out within minutes on two cores (the config file keeps its max_tokens; -p max_tokens None lifts it).
@@ -35,7 +35,7 @@ _OPTION_PARAMS = {
 
 def build_parameters(args: argparse.Namespace, known: dict[str, Any] | None = None) -> dict[str, Any]:
     """Notebook parameters from ``-p NAME VALUE`` pairs, then the named options (which win)."""
-    from .report import parse_value
+    from ..report import parse_value
 
     params: dict[str, Any] = {}
     for name, value in args.parameter or []:
@@ -69,9 +69,9 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import report
-    from .config import find_config_path, load_config
-    from .paths import project_root
+    from .. import report
+    from ..config import find_config_path, load_config
+    from ..paths import project_root
 
     config = getattr(args, "config", None)
     cfg = load_config(config)
@@ -85,7 +85,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "(-p max_tokens None: the config's own)",
             file=sys.stderr,
         )
-    from .runs.runner import new_run_id
+    from ..runs.runner import new_run_id
 
     run_id = args.run_id or new_run_id()
     print(f"bench: run {run_id}: executing {_rel(nb_path)} (progress below)", file=sys.stderr, flush=True)
@@ -108,9 +108,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _print_summary(cfg: Any, run_id: str) -> None:
-    from .analysis import summary_table
-    from .run_cli import format_summary
-    from .runs.store import open_store
+    from ..analysis import summary_table
+    from ..run_cli import format_summary
+    from ..runs.store import open_store
 
     with open_store(config=cfg, readonly=True) as store:
         df = store.results_df(run_id)
