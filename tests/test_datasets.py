@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.cli.issues import register
 from orchestrator.issues import (
     MAX_PROBLEMS,
     DatasetError,
@@ -23,7 +24,6 @@ from orchestrator.issues import (
     validate_issues,
     write_issues,
 )
-from orchestrator.issues_cli import register
 from orchestrator.types import ISSUE_TYPES, Gold, Issue
 
 ROOT = Path(__file__).resolve().parents[1]

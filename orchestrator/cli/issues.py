@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import OrchestratorError, redact
-from .issues import (
+from ..errors import OrchestratorError, redact
+from ..issues import (
     MAX_PROBLEMS,
     DatasetError,
     dataset_stats,
@@ -145,7 +145,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace, *, sleep: Callable[[float], None] | None = None) -> int:
     """``issues fetch``; ``sleep`` (default ``time.sleep``) waits out rate limits, for tests."""
-    from .issues.github import GitHubFetchError, fetch_issues
+    from ..issues.github import GitHubFetchError, fetch_issues
 
     try:
         label_map = parse_pairs(args.label_map, what="--label-map") or None
