@@ -651,7 +651,7 @@ def test_complete_cascade_escalates_when_the_cheap_answer_fails_its_check(tmp_pa
 
 
 def _cli(argv: list[str]) -> int:
-    from orchestrator.route_cli import register
+    from orchestrator.cli.route import register
 
     parser = argparse.ArgumentParser(prog="orchestrator")
     parser.add_argument("--config")

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 from datetime import date
 
-from .errors import OrchestratorError, UsageError
+from ..errors import OrchestratorError, UsageError
 
 
 def _load(args: argparse.Namespace):
     """(config path, config, results frame, run record) for ``args.run_id``."""
-    from .config import find_config_path, load_config
-    from .runs.store import open_store
+    from ..config import find_config_path, load_config
+    from ..runs.store import open_store
 
     path = find_config_path(getattr(args, "config", None))
     cfg = load_config(path)
@@ -27,7 +27,7 @@ def _load(args: argparse.Namespace):
 
 
 def _select(args: argparse.Namespace, df):
-    from .routing import select_winners
+    from ..routing import select_winners
 
     return select_winners(
         df,
@@ -40,8 +40,8 @@ def _select(args: argparse.Namespace, df):
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from .resources import is_default_config
-    from .routing import write_routing
+    from ..resources import is_default_config
+    from ..routing import write_routing
 
     path, _cfg, df, run = _load(args)
     selections = _select(args, df)
@@ -75,7 +75,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .routing import cascade_curve, format_replay, parse_policy, replay
+    from ..routing import cascade_curve, format_replay, parse_policy, replay
 
     path, cfg, df, _run = _load(args)
     if args.policy == "winners":
@@ -110,7 +110,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _selection_args(p: argparse.ArgumentParser) -> None:
-    from .routing import OBJECTIVES
+    from ..routing import OBJECTIVES
 
     p.add_argument(
         "--objective",
