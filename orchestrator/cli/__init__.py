@@ -222,10 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_registrars():
     """Subcommands that live beside the modules they drive."""
-    from ..run_cli import register as run_register
     from .bench import register as bench_register
     from .issues import register as issues_register
     from .route import register as route_register
+    from .run import register as run_register
 
     return [issues_register, run_register, route_register, bench_register]
 

@@ -109,8 +109,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _print_summary(cfg: Any, run_id: str) -> None:
     from ..analysis import summary_table
-    from ..run_cli import format_summary
     from ..runs.store import open_store
+    from .run import format_summary
 
     with open_store(config=cfg, readonly=True) as store:
         df = store.results_df(run_id)

@@ -7,16 +7,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cli_args import comma_list, non_negative_float, positive_int, safe_run_id
-from .errors import UsageError
+from ..cli_args import comma_list, non_negative_float, positive_int, safe_run_id
+from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from .config import Config
+    from ..config import Config
 
 
 def _mode_list(value: str) -> list[str]:
     """``--modes``: comma-separated names of known modes."""
-    from .modes import MODES
+    from ..modes import MODES
 
     names = comma_list(value)
     unknown = [m for m in names if m not in MODES]
@@ -43,10 +43,10 @@ def _warn_repair(message: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .client.llm_client import LLMClient
-    from .config import load_config
-    from .issues.files import load_issues
-    from .runs.runner import dataset_label, run_grid
+    from ..client.llm_client import LLMClient
+    from ..config import load_config
+    from ..issues.files import load_issues
+    from ..runs.runner import dataset_label, run_grid
 
     cfg = load_config(args.config)
     models = args.models or [cfg.default_model]
@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.dataset}: no issues" + (f" in split {args.split!r}" if args.split else ""))
     modes = args.modes
     if args.estimate or args.budget is not None:
-        from .runs.estimate import estimate_grid
+        from ..runs.estimate import estimate_grid
 
         estimate = estimate_grid(
             issues,
@@ -110,8 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary_table(cfg, run_id: str) -> None:
-    from .analysis import summary_table
-    from .runs.store import open_store
+    from ..analysis import summary_table
+    from ..runs.store import open_store
 
     with open_store(config=cfg, readonly=True) as store:
         df = store.results_df(run_id)
@@ -144,8 +144,8 @@ def format_summary(table) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .runs.store import open_store
+    from ..config import load_config
+    from ..runs.store import open_store
 
     with open_store(config=load_config(args.config), readonly=True) as store:
         runs = store.runs()
@@ -164,8 +164,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .runs.store import export_results, open_store
+    from ..config import load_config
+    from ..runs.store import export_results, open_store
 
     with open_store(config=load_config(args.config), readonly=True) as store:
         if store.run(args.run_id) is None:
@@ -187,10 +187,10 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .client.llm_client import LLMClient
-    from .config import load_config
-    from .runs.scoring import rescore_run
-    from .runs.store import open_store
+    from ..client.llm_client import LLMClient
+    from ..config import load_config
+    from ..runs.scoring import rescore_run
+    from ..runs.store import open_store
 
     cfg = load_config(args.config)
     with open_store(config=cfg) as store, LLMClient(cfg) as client:
