@@ -402,7 +402,7 @@ def bench(
 
     cfg_path = find_config_path(config)
     root = project_root(_PathConfig(cfg_path))
-    from .cli_args import check_run_id
+    from .cli.args import check_run_id
 
     params = dict(parameters or {})
     run_id = check_run_id(str(run_id or params.get("run_id") or new_run_id()))  # it names two files

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli_args import (
+from orchestrator.cli.args import (
     check_run_id,
     comma_list,
     is_safe_run_id,

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli_args import non_negative_float, safe_run_id
 from ..errors import UsageError
+from .args import non_negative_float, safe_run_id
 
 # The embedded default runs two local CPU models: their outputs are capped for the bench so that the default
 # report comes out within minutes on two cores (the config file keeps its max_tokens; -p max_tokens None lifts it).

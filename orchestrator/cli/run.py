@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..cli_args import comma_list, non_negative_float, positive_int, safe_run_id
 from ..errors import UsageError
+from .args import comma_list, non_negative_float, positive_int, safe_run_id
 
 if TYPE_CHECKING:
     from ..config import Config

@@ -11,7 +11,7 @@ import argparse
 import math
 import re
 
-from .errors import UsageError
+from ..errors import UsageError
 
 # A run id names files (reports/<run_id>.html) and database rows: no path separators, no "..".
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
