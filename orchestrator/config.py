@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError, UnknownModelError
+from .modes import MODES as _MODES
 from .providers import provider_names, sampling_problems
 
-MODES = ("explain", "fix", "classify", "summarize")
+MODES = tuple(_MODES)  # the modes are defined once, in modes.py
 CONFIG_NAME = "orchestrator.toml"
 # An answer of a few thousand tokens is a few kB; 4 MiB leaves room for any honest body and stops a
 # decompression bomb (1 MiB of gzip -> 1 GiB) or a junk stream long before it costs memory.

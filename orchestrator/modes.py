@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +136,16 @@ SUMMARIZE = Mode(
 )
 
 MODES: dict[str, Mode] = {m.name: m for m in (EXPLAIN, FIX, CLASSIFY, SUMMARIZE)}
+
+# How tables, figures and reports list modes: label answers first, free text last.
+DISPLAY_ORDER = ("classify", "summarize", "fix", "explain")
+
+
+def ordered_modes(modes: Iterable[str]) -> list[str]:
+    """``modes`` without repeats, in :data:`DISPLAY_ORDER`; modes it does not name follow, sorted."""
+    seen = list(dict.fromkeys(str(m) for m in modes))
+    rank = {m: i for i, m in enumerate(DISPLAY_ORDER)}
+    return sorted(seen, key=lambda m: (rank.get(m, len(rank)), m))
 
 
 def build_messages(

@@ -204,10 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("id", nargs="?", help="a local model id (default: every local model)")
     pp.set_defaults(func=cmd_models_pull)
 
+    from ..modes import MODES
+
     p = sub.add_parser("ask", help="ask one model about one issue")
     p.add_argument("text", nargs="*", help="the issue text (or use --issue-file)")
     p.add_argument("--model", help="model id (default: the routing for the mode, else the default model)")
-    p.add_argument("--mode", default="explain", choices=["explain", "fix", "classify", "summarize"])
+    p.add_argument("--mode", default="explain", choices=list(MODES))
     p.add_argument("--issue-file", help="an issue as JSON, or a JSONL file (see --index)")
     p.add_argument("--index", type=int, default=0, help="which issue of a JSONL file (0-based)")
     p.add_argument("--json", action="store_true", help="print the Completion as JSON")

@@ -13,12 +13,14 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..modes import DISPLAY_ORDER, ordered_modes
+
 if TYPE_CHECKING:
     import pandas as pd
 
 
 SMOKE_ENV = "ORCHESTRATOR_NB_SMOKE"
-MODE_ORDER = ("classify", "summarize", "fix", "explain")
+MODE_ORDER = DISPLAY_ORDER
 
 # One stylesheet for the notebook outputs and the rendered report (the report template inlines it too).
 CSS = """
@@ -110,8 +112,7 @@ def split_list(value: str | Sequence[str] | None) -> list[str]:
 
 
 def _ordered_modes(modes: Iterable[str]) -> list[str]:
-    seen = list(dict.fromkeys(str(m) for m in modes))
-    return sorted(seen, key=lambda m: (MODE_ORDER.index(m) if m in MODE_ORDER else len(MODE_ORDER), m))
+    return ordered_modes(modes)
 
 
 def smoke() -> bool:

@@ -22,10 +22,10 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ..analysis import pareto_frontier  # noqa: E402
+from ..modes import ordered_modes  # noqa: E402
 
 __all__ = ["cost_quality", "latency_distribution", "model_colors", "model_mode_heatmap"]
 
-MODE_ORDER = ("classify", "fix", "summarize", "explain")
 LOG_SPAN = 100.0  # use a log axis when positive values span at least two decades
 
 
@@ -46,7 +46,7 @@ def _modes(frame: pd.DataFrame, mode: str | None) -> list[str | None]:
     if mode is not None or "mode" not in frame.columns:
         return [mode]
     present = [str(m) for m in frame["mode"].dropna().unique()]
-    return [m for m in MODE_ORDER if m in present] + sorted(m for m in present if m not in MODE_ORDER)
+    return list(ordered_modes(present))
 
 
 def _spans_decades(values: np.ndarray) -> bool:
