@@ -19,6 +19,7 @@ from __future__ import annotations
 from .bootstrap import bootstrap_means
 from .labels import INVALID_LABEL, classification_report_df, f1_per_repo, macro_f1
 from .paired import (
+    PAIRED_COLUMNS,
     holm,
     issue_means,
     mcnemar_exact,
@@ -30,6 +31,7 @@ from .paired import (
 from .summary import pareto_frontier, summary_table
 
 __all__ = [
+    "PAIRED_COLUMNS",
     "INVALID_LABEL",
     "bootstrap_means",
     "classification_report_df",

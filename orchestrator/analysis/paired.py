@@ -14,6 +14,22 @@ from .bootstrap import _CHUNK_ELEMENTS, _discretize, _percentile_ci, bootstrap_m
 from .columns import _num, _rng
 from .summary import _ratio
 
+# The columns of a paired comparison, in order (one row per pair of models).
+PAIRED_COLUMNS = (
+    "model_a",
+    "model_b",
+    "n",
+    "mean_a",
+    "mean_b",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_holm",
+    "test",
+    "significant",
+)
+
 
 def issue_means(df: pd.DataFrame, mode: str | None = None, *, metric: str = "score") -> pd.DataFrame:
     """Issues x models matrix of ``metric`` averaged over repeats (NaN where a model has no value)."""
@@ -170,7 +186,7 @@ def paired_comparison(
                 method=method,
             )
         )
-    cols = ["model_a", "model_b", "n", "mean_a", "mean_b", "diff", "ci_low", "ci_high", "p_value", "p_holm"]
+    cols = list(PAIRED_COLUMNS[:-2])
     out = pd.DataFrame(rows, columns=[c for c in cols if c != "p_holm"] + ["test"])
     out["p_holm"] = holm(out["p_value"]) if len(out) else []
     out["significant"] = (out["p_holm"] < alpha).astype(bool)

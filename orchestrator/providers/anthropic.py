@@ -92,9 +92,7 @@ def error_class(status: int, etype: str | None, message: str) -> type[E.Provider
 class AnthropicAdapter(HttpAdapter):
     name = "anthropic"
     default_base_url = "https://api.anthropic.com"
-
-    def supports_schema(self, spec: Any) -> bool:
-        return False  # no output-schema field on the GA endpoint (output_format is beta-only)
+    structured_output = False  # no output-schema field on the GA endpoint (output_format is beta-only)
 
     def body(self, req: ChatRequest) -> dict[str, Any]:
         p = req.params

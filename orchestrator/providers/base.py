@@ -69,14 +69,21 @@ class ProviderResponse:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def renamed_params(params: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """The sampling parameters that are set, under the API's names (``names`` maps ours to theirs)."""
+    return {theirs: params[ours] for ours, theirs in names.items() if params.get(ours) is not None}
+
+
 class Adapter:
     """Base of every provider adapter."""
 
     name: ClassVar[str] = ""
     default_base_url: ClassVar[str | None] = None
+    # Whether the API takes an output JSON schema; a model's ``structured_output = false`` option turns it off.
+    structured_output: ClassVar[bool] = False
 
     def supports_schema(self, spec: ModelSpec) -> bool:
-        return False
+        return self.structured_output and bool(spec.options.get("structured_output", True))
 
     async def send(self, req: ChatRequest, pool: HttpPool) -> ProviderResponse:  # pragma: no cover
         raise NotImplementedError

@@ -43,9 +43,7 @@ def cohere_usage(raw: dict[str, Any] | None) -> Usage | None:
 class CohereAdapter(HttpAdapter):
     name = "cohere"
     default_base_url = "https://api.cohere.com"
-
-    def supports_schema(self, spec: Any) -> bool:
-        return bool(spec.options.get("structured_output", True))
+    structured_output = True
 
     def body(self, req: ChatRequest) -> dict[str, Any]:
         p = req.params

@@ -24,6 +24,7 @@ from .base import (
     api_key,
     as_int,
     error_for_status,
+    renamed_params,
     request_header_id,
 )
 
@@ -75,9 +76,7 @@ def error_reasons(details: list[Any]) -> list[str]:
 class GeminiAdapter(HttpAdapter):
     name = "gemini"
     default_base_url = "https://generativelanguage.googleapis.com/v1beta"
-
-    def supports_schema(self, spec: Any) -> bool:
-        return bool(spec.options.get("structured_output", True))
+    structured_output = True
 
     def model_name(self, req: ChatRequest) -> str:
         model = req.spec.model or req.spec.id.split("/", 1)[-1]
@@ -93,15 +92,13 @@ class GeminiAdapter(HttpAdapter):
         }
         if req.system:
             body["systemInstruction"] = {"parts": [{"text": req.system}]}
-        config: dict[str, Any] = {}
-        for src, dst in (
-            ("temperature", "temperature"),
-            ("top_p", "topP"),
-            ("max_tokens", "maxOutputTokens"),
-            ("seed", "seed"),
-        ):
-            if p.get(src) is not None:
-                config[dst] = p[src]
+        names = {
+            "temperature": "temperature",
+            "top_p": "topP",
+            "max_tokens": "maxOutputTokens",
+            "seed": "seed",
+        }
+        config = renamed_params(p, names)
         if req.schema is not None and self.supports_schema(req.spec):
             config["responseMimeType"] = "application/json"
             config["responseJsonSchema"] = req.schema

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..types import Usage
-from .base import ChatRequest, HttpAdapter, HttpCall, ProviderResponse, api_key, as_int
+from .base import ChatRequest, HttpAdapter, HttpCall, ProviderResponse, api_key, as_int, renamed_params
 
 DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
 
@@ -33,22 +33,13 @@ def ollama_usage(body: dict[str, Any]) -> Usage | None:
 class OllamaAdapter(HttpAdapter):
     name = "ollama"
     default_base_url = "http://localhost:11434"
-
-    def supports_schema(self, spec: Any) -> bool:
-        return bool(spec.options.get("structured_output", True))
+    structured_output = True
 
     def body(self, req: ChatRequest) -> dict[str, Any]:
         p = req.params
         opts = req.spec.options
-        options: dict[str, Any] = {}
-        for src, dst in (
-            ("temperature", "temperature"),
-            ("top_p", "top_p"),
-            ("seed", "seed"),
-            ("max_tokens", "num_predict"),
-        ):
-            if p.get(src) is not None:
-                options[dst] = p[src]
+        names = {"temperature": "temperature", "top_p": "top_p", "seed": "seed", "max_tokens": "num_predict"}
+        options = renamed_params(p, names)
         if opts.get("num_ctx"):
             options["num_ctx"] = int(opts["num_ctx"])
         body: dict[str, Any] = {

@@ -42,9 +42,7 @@ def openai_usage(raw: dict[str, Any] | None) -> Usage | None:
 class OpenAIAdapter(HttpAdapter):
     name = "openai"
     default_base_url = "https://api.openai.com/v1"
-
-    def supports_schema(self, spec: Any) -> bool:
-        return bool(spec.options.get("structured_output", True))
+    structured_output = True
 
     def key_required(self, spec: Any) -> bool:
         # A local OpenAI-compatible server usually takes no key; api.openai.com always does.

@@ -76,6 +76,23 @@ class RunSummary:
         return text
 
 
+@dataclass(frozen=True)
+class GridPlan:
+    """What a grid runs: the cells (issues x models x modes x repeats) and how (concurrency, budget, cache)."""
+
+    issues: Sequence[Issue]
+    models: Sequence[str]
+    modes: Sequence[str]
+    repeats: int
+    concurrency: int
+    budget_usd: float | None
+    cache: bool
+    retry_errors: bool
+    dataset: str | None
+    split: str | None
+    judge_model: str | None
+
+
 # How long a finished cell may wait to be committed with the next ones. An answer is in the response cache
 # before it reaches the writer, so even a kill -9 in this window does not bill a resumed cell twice.
 WRITE_COALESCE_S = 0.05
@@ -161,6 +178,19 @@ async def run_grid(
     ids = [i.id for i in issues]
     if len(set(ids)) != len(ids):
         raise ValueError("run_grid: duplicate issue ids in the issue set")
+    plan = GridPlan(
+        issues,
+        models,
+        modes,
+        repeats,
+        concurrency,
+        budget_usd,
+        cache,
+        retry_errors,
+        dataset,
+        split,
+        judge_model,
+    )
     own_store = store is None
     store = store or ResultStore(default_db_path(client.config.home))
     run_id = run_id or new_run_id()
@@ -174,24 +204,7 @@ async def run_grid(
             await client.aclose()
         raise
     try:
-        return await _run_locked(
-            store,
-            lock,
-            client,
-            issues,
-            models,
-            modes,
-            run_id=run_id,
-            repeats=repeats,
-            concurrency=concurrency,
-            budget_usd=budget_usd,
-            cache=cache,
-            retry_errors=retry_errors,
-            dataset=dataset,
-            split=split,
-            judge_model=judge_model,
-            progress=progress,
-        )
+        return await _run_locked(store, lock, client, plan, run_id=run_id, progress=progress)
     finally:
         lock.release()
         if own_store:
@@ -201,26 +214,19 @@ async def run_grid(
 
 
 async def _run_locked(
-    store: ResultStore,
-    lock: RunLock,
-    client: LLMClient,
-    issues: Sequence[Issue],
-    models: Sequence[str],
-    modes: Sequence[str],
-    *,
-    run_id: str,
-    repeats: int,
-    concurrency: int,
-    budget_usd: float | None,
-    cache: bool,
-    retry_errors: bool,
-    dataset: str | None,
-    split: str | None,
-    judge_model: str | None,
-    progress: bool,
+    store: ResultStore, lock: RunLock, client: LLMClient, plan: GridPlan, *, run_id: str, progress: bool
 ) -> RunSummary:
     """The run itself, once its lease is held: plan the cells, call, score, store."""
     from ..client.ledger import Ledger
+
+    issues, models, modes, repeats = plan.issues, plan.models, plan.modes, plan.repeats
+    concurrency, budget_usd, cache, retry_errors = (
+        plan.concurrency,
+        plan.budget_usd,
+        plan.cache,
+        plan.retry_errors,
+    )
+    dataset, split, judge_model = plan.dataset, plan.split, plan.judge_model
 
     params = {
         "models": list(models),

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .benchmark import load_bench_config, run_benchmark
-from .html import CSS, MODE_ORDER, _html, _ordered_modes, esc, fmt_ci, fmt_num, fmt_s, fmt_usd
-from .tables import _base_style, _style_paired
+from .html import CSS, MODE_ORDER, _html, _ordered_modes, esc
+from .tables import _base_style, _style_paired, column_formats, paired_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,7 +112,7 @@ def paired_runs(
     run label; ``diff`` is mean A − mean B as there, and ``p_holm`` is re-corrected over the whole table."""
     import pandas as pd
 
-    from ..analysis import holm, paired_comparison
+    from ..analysis import PAIRED_COLUMNS, holm, paired_comparison
 
     rows = []
     common_modes = _ordered_modes(set(df_a["mode"].dropna()) & set(df_b["mode"].dropna()))
@@ -128,22 +128,7 @@ def paired_runs(
             table = paired_comparison(both, mode, n_boot=n_boot, seed=seed, alpha=alpha, reference="A")
             for r in table.to_dict("records"):
                 rows.append({**r, "mode": mode, "model": model, "model_a": "A", "model_b": "B"})
-    cols = [
-        "mode",
-        "model",
-        "n",
-        "mean_a",
-        "mean_b",
-        "diff",
-        "ci_low",
-        "ci_high",
-        "p_value",
-        "p_holm",
-        "test",
-        "significant",
-        "model_a",
-        "model_b",
-    ]
+    cols = ["mode", "model", *PAIRED_COLUMNS[2:], "model_a", "model_b"]
     out = pd.DataFrame(rows, columns=cols)
     if len(out):
         out["p_holm"] = holm(out["p_value"].fillna(1.0).to_numpy())
@@ -152,26 +137,8 @@ def paired_runs(
 
 
 def styled_run_pairs(paired: pd.DataFrame) -> Styler:
-    import pandas as pd
-
-    frame = pd.DataFrame(
-        {
-            "mode": paired["mode"].astype(str),
-            "model": paired["model"].astype(str),
-            "issues": paired["n"],
-            "run A": paired["mean_a"],
-            "run B": paired["mean_b"],
-            "B − A": 0.0 - paired["diff"],  # 0.0 - x: no "-0.000"
-            "95% CI": [
-                fmt_ci(0.0 - hi, 0.0 - lo, 3)
-                for lo, hi in zip(paired["ci_low"], paired["ci_high"], strict=True)
-            ],
-            "p": paired["p_value"],
-            "p (Holm)": paired["p_holm"],
-            "test": paired["test"].fillna("—").astype(str),
-            "significant": ["yes" if s else "no" for s in paired["significant"]],
-        }
-    )
+    lead = {"mode": paired["mode"].astype(str), "model": paired["model"].astype(str)}
+    frame = paired_frame(paired, lead, ("run A", "run B", "B − A"), flip=True)
     return _style_paired(
         frame,
         ("run A", "run B", "B − A"),
@@ -272,34 +239,19 @@ def styled_run_summaries(summary: pd.DataFrame) -> Styler:
         values=["mean", "cost_per_issue", "latency_p50"],
         aggfunc="first",
     )
+
+    def column(metric: str, run: str) -> Any:
+        return wide[(metric, run)].to_numpy() if (metric, run) in wide else float("nan")
+
+    shown = {"score": "mean", "$ / issue": "cost_per_issue", "p50": "latency_p50"}
     frame = pd.DataFrame(
         {
             "mode": [i[0] for i in wide.index],
             "model": [i[1] for i in wide.index],
-            "score A": wide[("mean", "A")].to_numpy() if ("mean", "A") in wide else float("nan"),
-            "score B": wide[("mean", "B")].to_numpy() if ("mean", "B") in wide else float("nan"),
-            "$ / issue A": wide[("cost_per_issue", "A")].to_numpy()
-            if ("cost_per_issue", "A") in wide
-            else float("nan"),
-            "$ / issue B": wide[("cost_per_issue", "B")].to_numpy()
-            if ("cost_per_issue", "B") in wide
-            else float("nan"),
-            "p50 A": wide[("latency_p50", "A")].to_numpy() if ("latency_p50", "A") in wide else float("nan"),
-            "p50 B": wide[("latency_p50", "B")].to_numpy() if ("latency_p50", "B") in wide else float("nan"),
+            **{f"{label} {run}": column(metric, run) for label, metric in shown.items() for run in "AB"},
         }
     )
     frame = frame.assign(_r=frame["mode"].map(lambda m: MODE_ORDER.index(m) if m in MODE_ORDER else 9))
     frame = frame.sort_values(["_r", "model"]).drop(columns="_r")
-    sty = frame.style.format(
-        {
-            "score A": fmt_num,
-            "score B": fmt_num,
-            "$ / issue A": fmt_usd,
-            "$ / issue B": fmt_usd,
-            "p50 A": fmt_s,
-            "p50 B": fmt_s,
-        },
-        escape="html",
-        na_rep="—",
-    )
+    sty = frame.style.format(column_formats(frame.columns), escape="html", na_rep="—")
     return _base_style(sty, "each run on its own issues; the paired table above compares them issue by issue")

@@ -240,17 +240,9 @@ def explore_widget(
             answers_out,
         ]
     )
-    box.controls = SimpleNamespace(
-        search=search,
-        picker=picker,
-        models=model_pick,
-        mode=mode_pick,
-        use_cache=use_cache,
-        run=run_button,
-        status=status,
-        issue_out=issue_out,
-        answers_out=answers_out,
-    )
+    names = ("search", "picker", "models", "mode", "use_cache", "run", "status", "issue_out", "answers_out")
+    widgets = (search, picker, model_pick, mode_pick, use_cache, run_button, status, issue_out, answers_out)
+    box.controls = SimpleNamespace(**dict(zip(names, widgets, strict=True)))
     box.run = run
     on_pick()
     return box

@@ -5,7 +5,7 @@ Every Styler escapes cells and index (``format(escape="html")``), so untrusted t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .html import _is_nan, _ordered_modes, esc, fmt_ci, fmt_num, fmt_pct, fmt_s, fmt_usd, show_text
@@ -77,23 +77,34 @@ def summary_frame(summary: pd.DataFrame, modes: Sequence[str] | None = None) -> 
     )
 
 
+# How each number column is written, by its name without a run suffix (" A", " B").
+FORMATS = {
+    "score": fmt_num,
+    "$ / issue": fmt_usd,
+    "$ / correct": fmt_usd,
+    "latency p50": fmt_s,
+    "latency p95": fmt_s,
+    "p50": fmt_s,
+    "error rate": fmt_pct,
+}
+
+
+def column_formats(columns: Iterable[str]) -> dict[str, Any]:
+    """The formatter of each column :data:`FORMATS` knows (``"score A"`` is written as ``"score"``)."""
+    out = {}
+    for col in columns:
+        stem = col.removesuffix(" A").removesuffix(" B")
+        if stem in FORMATS:
+            out[col] = FORMATS[stem]
+    return out
+
+
 def styled_summary(summary: pd.DataFrame, modes: Sequence[str] | None = None) -> Styler:
     """Per model × mode: mean score [95% CI], cost per issue and per correct answer, latency, errors.
 
     The best model of each mode is in bold; the score bar spans 0–1."""
     frame = summary_frame(summary, modes)
-    sty = frame.style.format(
-        {
-            "score": fmt_num,
-            "$ / issue": fmt_usd,
-            "$ / correct": fmt_usd,
-            "latency p50": fmt_s,
-            "latency p95": fmt_s,
-            "error rate": fmt_pct,
-        },
-        escape="html",
-        na_rep="—",
-    )
+    sty = frame.style.format(column_formats(frame.columns), escape="html", na_rep="—")
     if len(frame):
         sty = sty.bar(subset=["score"], vmin=0.0, vmax=1.0, color="#cfe0f5", height=70)
         best = frame.groupby("mode", sort=False)["score"].transform("max")
@@ -120,7 +131,7 @@ def all_comparisons(
     """Paired comparisons of every model pair in every mode (Holm-corrected within a mode)."""
     import pandas as pd
 
-    from ..analysis import paired_comparison
+    from ..analysis import PAIRED_COLUMNS, paired_comparison
 
     frames = []
     for mode in modes or _ordered_modes(df["mode"].dropna()):
@@ -130,55 +141,55 @@ def all_comparisons(
         if len(table):
             frames.append(table.assign(mode=mode))
     if not frames:
-        return pd.DataFrame(
-            columns=[
-                "mode",
-                "model_a",
-                "model_b",
-                "n",
-                "mean_a",
-                "mean_b",
-                "diff",
-                "ci_low",
-                "ci_high",
-                "p_value",
-                "p_holm",
-                "test",
-                "significant",
-            ]
-        )
+        return pd.DataFrame(columns=["mode", *PAIRED_COLUMNS])
     out = pd.concat(frames, ignore_index=True)
     return out[["mode", *[c for c in out.columns if c != "mode"]]]
 
 
 def styled_comparisons(comparisons: pd.DataFrame, labels: tuple[str, str] = ("model A", "model B")) -> Any:
     """Paired comparisons: difference of means with its CI, raw and Holm-corrected p, the test used."""
-    import pandas as pd
 
     if comparisons.empty:
         return show_text("No paired comparison: each mode has a single model.", "orc-note")
     c = comparisons
-    frame = pd.DataFrame(
-        {
-            "mode": c["mode"].astype(str) if "mode" in c else "",
-            labels[0]: c["model_a"].astype(str),
-            labels[1]: c["model_b"].astype(str),
-            "issues": c["n"],
-            "mean A": c["mean_a"],
-            "mean B": c["mean_b"],
-            "A − B": c["diff"],
-            "95% CI": [fmt_ci(lo, hi, 3) for lo, hi in zip(c["ci_low"], c["ci_high"], strict=True)],
-            "p": c["p_value"],
-            "p (Holm)": c["p_holm"],
-            "test": c["test"].fillna("—").astype(str),
-            "significant": ["yes" if s else "no" for s in c["significant"]],
-        }
-    )
+    lead = {
+        "mode": c["mode"].astype(str) if "mode" in c else "",
+        labels[0]: c["model_a"].astype(str),
+        labels[1]: c["model_b"].astype(str),
+    }
+    frame = paired_frame(c, lead, ("mean A", "mean B", "A − B"))
     return _style_paired(
         frame,
         ("mean A", "mean B", "A − B"),
         "paired on the issues both answered; CI: paired bootstrap; p: McNemar's exact test "
         "for 0/1 scores, else a sign-flip permutation test; Holm-corrected per mode",
+    )
+
+
+def paired_frame(
+    pairs: pd.DataFrame, lead: dict[str, Any], names: tuple[str, str, str], *, flip: bool = False
+) -> pd.DataFrame:
+    """The columns every paired table shows, after ``lead``: n, both means, the difference with its CI,
+    raw and Holm p, the test. ``flip`` shows B − A for a frame that holds A − B."""
+    import pandas as pd
+
+    sign = -1.0 if flip else 1.0
+    # 0.0 + sign * x: never a "-0.000"
+    bounds = zip(pairs["ci_low"], pairs["ci_high"], strict=True)
+    ci = [fmt_ci(0.0 - hi, 0.0 - lo, 3) if flip else fmt_ci(lo, hi, 3) for lo, hi in bounds]
+    return pd.DataFrame(
+        {
+            **lead,
+            "issues": pairs["n"],
+            names[0]: pairs["mean_a"],
+            names[1]: pairs["mean_b"],
+            names[2]: 0.0 + sign * pairs["diff"],
+            "95% CI": ci,
+            "p": pairs["p_value"],
+            "p (Holm)": pairs["p_holm"],
+            "test": pairs["test"].fillna("—").astype(str),
+            "significant": ["yes" if s else "no" for s in pairs["significant"]],
+        }
     )
 
 
