@@ -123,13 +123,12 @@ class AnthropicAdapter(HttpAdapter):
         stop = body.get("stop_reason")
         if stop == "refusal" and not text:
             raise self.err(E.ContentFilteredError, "the model refused to answer (stop_reason: refusal)", req)
-        return ProviderResponse(
-            text=text,
-            usage=anthropic_usage(body.get("usage")),
-            served_model=body.get("model"),
-            finish_reason=STOP_REASONS.get(stop, stop) if stop else None,
-            request_id=body.get("id") or request_header_id(headers),
+        answer = ProviderResponse(
+            text=text, usage=anthropic_usage(body.get("usage")), served_model=body.get("model")
         )
+        answer.finish_reason = STOP_REASONS.get(stop, stop) if stop else None
+        answer.request_id = body.get("id") or request_header_id(headers)
+        return answer
 
     def map_error(self, req: ChatRequest, status: int, headers: Any, body: Any, text: str) -> E.ProviderError:
         err = body.get("error") if isinstance(body, dict) else None

@@ -33,11 +33,9 @@ def cohere_usage(raw: dict[str, Any] | None) -> Usage | None:
     billed = (raw or {}).get("billed_units") if isinstance(raw, dict) else None
     if not isinstance(billed, dict) or not billed:
         return None
-    return Usage(
-        input_uncached=as_int(billed.get("input_tokens"), "usage.billed_units.input_tokens"),
-        output=as_int(billed.get("output_tokens"), "usage.billed_units.output_tokens"),
-        raw=raw,
-    )
+    prompt = as_int(billed.get("input_tokens"), "usage.billed_units.input_tokens")
+    answer = as_int(billed.get("output_tokens"), "usage.billed_units.output_tokens")
+    return Usage(input_uncached=prompt, output=answer, raw=raw)
 
 
 class CohereAdapter(HttpAdapter):

@@ -34,61 +34,41 @@ class SamplingRanges:
 
 
 # The same limits as orchestrator.config's fields: used where a provider's description states none.
-_GENERIC = dict(temperature=(0.0, 2.0), top_p=(0.0, 1.0), seed=INT64)
+_GENERIC = ((0.0, 2.0), (0.0, 1.0), INT64)
 
 #: The limits of orchestrator.config's own fields: for a provider whose description states none.
-GENERIC = SamplingRanges(**_GENERIC, source="no API description states ranges; the config's own limits apply")
+GENERIC = SamplingRanges(*_GENERIC, source="no API description states ranges; the config's own limits apply")
 
-# Where each range comes from, in the API descriptions under shared/specs/ (see its README):
+# provider: (temperature, top_p, seed) bounds, then where each comes from in the API descriptions under
+# shared/specs/ (see its README).
+_BOUNDS = {
+    "openai": ((0.0, 2.0), (0.0, 1.0), INT64),
+    "openrouter": ((0.0, 2.0), (0.0, 1.0), INT64),
+    "anthropic": ((0.0, 1.0), (0.0, 1.0), None),
+    "cohere": ((0.0, 1.0), (0.0, 1.0), UINT64),
+    "gemini": ((0.0, 2.0), (0.0, 1.0), INT32),
+    "ollama": _GENERIC,
+    "local": _GENERIC,
+    "baseline": _GENERIC,
+}
+_SOURCES = {
+    "openai": "openai.openapi.yaml CreateChatCompletionRequest: temperature minimum 0 maximum 2, top_p minimum 0 "
+    "maximum 1, seed int64 (printed as +/-9223372036854776000)",
+    "openrouter": "no description in shared/specs; OpenRouter takes the OpenAI request shape, so OpenAI's ranges",
+    "anthropic": "anthropic.openapi.yaml CreateMessageParams: temperature minimum 0 maximum 1, top_p minimum 0 "
+    "maximum 1; no seed field (the adapter does not send one)",
+    "cohere": "cohere.openapi.yaml POST /v2/chat: temperature minimum 0 maximum 1; seed minimum 0 maximum "
+    "18446744073709552000 (2**64 as a float: uint64); p must be in [0.01, 0.99], which the adapter "
+    "clamps top_p to, so any top_p in [0, 1] can be sent",
+    "gemini": "gemini.openapi.json GenerationConfig: temperature 'Values can range from [0.0, 2.0]'; topP "
+    "states no range (a probability: [0, 1]); seed format int32",
+    "ollama": "ollama.openapi.yaml ModelOptions: temperature, top_p and seed state no range; the config's "
+    "own limits apply",
+    "local": "in-process llama.cpp, no API description; the config's own limits apply",
+    "baseline": "the rule baseline samples nothing; the config's own limits apply",
+}
 SAMPLING_RANGES: dict[str, SamplingRanges] = {
-    "openai": SamplingRanges(
-        temperature=(0.0, 2.0),
-        top_p=(0.0, 1.0),
-        seed=INT64,
-        source="openai.openapi.yaml CreateChatCompletionRequest: temperature minimum 0 maximum 2, "
-        "top_p minimum 0 maximum 1, seed int64 (printed as +/-9223372036854776000)",
-    ),
-    "openrouter": SamplingRanges(
-        temperature=(0.0, 2.0),
-        top_p=(0.0, 1.0),
-        seed=INT64,
-        source="no description in shared/specs; OpenRouter takes the OpenAI request shape, so OpenAI's ranges",
-    ),
-    "anthropic": SamplingRanges(
-        temperature=(0.0, 1.0),
-        top_p=(0.0, 1.0),
-        seed=None,
-        source="anthropic.openapi.yaml CreateMessageParams: temperature minimum 0 maximum 1, top_p minimum 0 "
-        "maximum 1; no seed field (the adapter does not send one)",
-    ),
-    "cohere": SamplingRanges(
-        temperature=(0.0, 1.0),
-        top_p=(0.0, 1.0),
-        seed=UINT64,
-        source="cohere.openapi.yaml POST /v2/chat: temperature minimum 0 maximum 1; seed minimum 0 maximum "
-        "18446744073709552000 (2**64 as a float: uint64); p must be in [0.01, 0.99], which the adapter "
-        "clamps top_p to, so any top_p in [0, 1] can be sent",
-    ),
-    "gemini": SamplingRanges(
-        temperature=(0.0, 2.0),
-        top_p=(0.0, 1.0),
-        seed=INT32,
-        source="gemini.openapi.json GenerationConfig: temperature 'Values can range from [0.0, 2.0]'; topP "
-        "states no range (a probability: [0, 1]); seed format int32",
-    ),
-    "ollama": SamplingRanges(
-        **_GENERIC,
-        source="ollama.openapi.yaml ModelOptions: temperature, top_p and seed state no range; the config's "
-        "own limits apply",
-    ),
-    "local": SamplingRanges(
-        **_GENERIC,
-        source="in-process llama.cpp, no API description; the config's own limits apply",
-    ),
-    "baseline": SamplingRanges(
-        **_GENERIC,
-        source="the rule baseline samples nothing; the config's own limits apply",
-    ),
+    name: SamplingRanges(*bounds, source=_SOURCES[name]) for name, bounds in _BOUNDS.items()
 }
 
 

@@ -94,24 +94,26 @@ class _History:
 
     def mean_output(self, model: str, mode: str) -> tuple[float, int, str] | None:
         """(mean output + reasoning tokens, answers, source) of earlier answers of this model and mode."""
-        rows = self._query(
-            self.cache,
-            "SELECT AVG(COALESCE(json_extract(completion, '$.usage.output'), 0)"
-            " + COALESCE(json_extract(completion, '$.usage.reasoning'), 0)), COUNT(*)"
-            " FROM responses WHERE model = ? AND json_extract(completion, '$.mode') = ?",
-            [model, mode],
+        queries = (
+            (
+                self.cache,
+                "cache",
+                "SELECT AVG(COALESCE(json_extract(completion, '$.usage.output'), 0)"
+                " + COALESCE(json_extract(completion, '$.usage.reasoning'), 0)), COUNT(*)"
+                " FROM responses WHERE model = ? AND json_extract(completion, '$.mode') = ?",
+            ),
+            (
+                self.results,
+                "results",
+                "SELECT AVG(COALESCE(output, 0) + COALESCE(reasoning, 0)), COUNT(*) FROM results"
+                " WHERE model = ? AND mode = ? AND error_type = '' AND output IS NOT NULL"
+                " AND COALESCE(from_cache, 0) = 0",
+            ),
         )
-        if rows and rows[0][1]:
-            return float(rows[0][0]), int(rows[0][1]), "cache"
-        rows = self._query(
-            self.results,
-            "SELECT AVG(COALESCE(output, 0) + COALESCE(reasoning, 0)), COUNT(*) FROM results"
-            " WHERE model = ? AND mode = ? AND error_type = '' AND output IS NOT NULL"
-            " AND COALESCE(from_cache, 0) = 0",
-            [model, mode],
-        )
-        if rows and rows[0][1]:
-            return float(rows[0][0]), int(rows[0][1]), "results"
+        for db, source, sql in queries:
+            rows = self._query(db, sql, [model, mode])
+            if rows and rows[0][1]:
+                return float(rows[0][0]), int(rows[0][1]), source
         return None
 
     def close(self) -> None:
