@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from openai_stub import StubServer
+from fault_server import Action, FaultServer
 
 from orchestrator.client import LLMClient
 from orchestrator.config import config_from_dict
@@ -23,6 +25,35 @@ from orchestrator.runs.store import RESULT_COLUMNS, ResultStore, export_results
 from orchestrator.types import Gold, Issue
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def answer_for(messages: list[dict]) -> str:
+    """A valid classify label for the JSON prompt, else a fix that names a file and shows a change."""
+    system = messages[0]["content"] if messages else ""
+    if "JSON" in system:
+        return json.dumps({"type": "bug", "component": "core", "severity": "high"})
+    return "Change `src/app.py` to handle the missing key.\n```python\nvalue = config.get('port', 80)\n```"
+
+
+def stub_server(latency_s: float = 0.0) -> FaultServer:
+    """The shared OpenAI-compatible loopback server, answering each prompt as ``answer_for`` does."""
+    return FaultServer(
+        latency_s=latency_s,
+        prompt_tokens=100,
+        completion_tokens=20,
+        script=lambda req: Action(content=answer_for(req.json["messages"])),
+    )
+
+
+def issue_counts(server: FaultServer) -> Counter[str]:
+    """Requests per ``issue:mode:seed`` (the issue number from the prompt's 'Issue #N')."""
+    counts: Counter[str] = Counter()
+    for req in server.requests:
+        body = req.json or {}
+        match = re.search(r"Issue #(\S+):", body["messages"][-1]["content"])
+        mode = "classify" if "JSON" in body["messages"][0]["content"] else "other"
+        counts[f"{match.group(1) if match else '?'}:{mode}:{body.get('seed')}"] += 1
+    return counts
 
 
 def make_issues(n: int) -> list[Issue]:
@@ -75,7 +106,7 @@ def write_dataset(tmp: Path, issues: list[Issue]) -> Path:
 
 @pytest.fixture
 def stub():
-    server = StubServer(latency_s=0.0).start()
+    server = stub_server(latency_s=0.0).start()
     yield server
     server.stop()
 
@@ -120,7 +151,7 @@ def test_grid_writes_every_cell_with_scores_and_dtypes(tmp_path, stub, isolated_
     # priced: 100 input + 20 output tokens at $10/$40 per million
     assert ok.cost_usd.iloc[0] == pytest.approx((100 * 10 + 20 * 40) / 1e6)
     # repeat 1 is a fresh sample: its own seed, hence its own request (never the cache entry of repeat 0)
-    assert stub.total == 4 * 2 * 2
+    assert stub.count() == 4 * 2 * 2
     run = store.run("r1")
     assert run["status"] == "finished" and run["dataset"] == "issues.jsonl"
     assert "openai/stub" in run["config_snapshot"]["models"]
@@ -133,13 +164,13 @@ def test_cached_rerun_sends_nothing_and_resume_skips_finished(tmp_path, stub, is
     client = client_for(cfg)
     issues = make_issues(3)
     run_grid_sync(issues, ["openai/stub"], ["classify"], client=client, progress=False, run_id="a")
-    sent = stub.total
+    sent = stub.count()
     # same run id: nothing to do
     s = run_grid_sync(issues, ["openai/stub"], ["classify"], client=client, progress=False, run_id="a")
-    assert s.cells_run == 0 and s.cells_done_before == 3 and stub.total == sent
+    assert s.cells_run == 0 and s.cells_done_before == 3 and stub.count() == sent
     # a new run over the same cells is served from the cache: zero requests, cost 0 spent, list cost saved
     s = run_grid_sync(issues, ["openai/stub"], ["classify"], client=client, progress=False, run_id="b")
-    assert s.cells_run == 3 and stub.total == sent
+    assert s.cells_run == 3 and stub.count() == sent
     df = ResultStore(isolated_home / "results.sqlite").results_df("b")
     assert df.from_cache.all() and (df.cost_usd == 0).all() and (df.cost_saved_usd > 0).all()
 
@@ -155,12 +186,12 @@ def test_failed_cells_retried_only_with_retry_errors(tmp_path, isolated_home):
     store = ResultStore(isolated_home / "results.sqlite")
     df = store.results_df("e")
     assert set(df.error_type) == {"connection"} and df.error_message.str.len().gt(0).all()
-    server = StubServer().start()
+    server = stub_server().start()
     try:
         cfg2 = write_config(tmp_path, server.url)
         client2 = client_for(cfg2)
         s = run_grid_sync(issues, ["openai/stub"], ["classify"], client=client2, progress=False, run_id="e")
-        assert s.cells_run == 0 and server.total == 0  # failed cells are kept without --retry-errors
+        assert s.cells_run == 0 and server.count() == 0  # failed cells are kept without --retry-errors
         s = run_grid_sync(
             issues,
             ["openai/stub"],
@@ -170,7 +201,7 @@ def test_failed_cells_retried_only_with_retry_errors(tmp_path, isolated_home):
             run_id="e",
             retry_errors=True,
         )
-        assert s.cells_run == 2 and server.total == 2
+        assert s.cells_run == 2 and server.count() == 2
         df = store.results_df("e")
         assert len(df) == 2 and (df.error_type == "").all()
     finally:
@@ -203,7 +234,7 @@ def test_budget_stop_then_resume_with_higher_budget(tmp_path, stub, isolated_hom
     store = ResultStore(isolated_home / "results.sqlite")
     df = store.results_df("b1")
     assert 0 < len(df) < 10 and df.cost_usd.sum() <= budget
-    assert stub.total == len(df)  # nothing was sent that is not in the store
+    assert stub.count() == len(df)  # nothing was sent that is not in the store
     assert store.run("b1")["status"] == "budget_exhausted"
     s = run_grid_sync(
         issues,
@@ -217,11 +248,11 @@ def test_budget_stop_then_resume_with_higher_budget(tmp_path, stub, isolated_hom
     )
     assert s.status == "finished"
     df = store.results_df("b1")
-    assert len(df) == 10 and stub.total == 10  # no cell billed twice
+    assert len(df) == 10 and stub.count() == 10  # no cell billed twice
 
 
 def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path, isolated_home):
-    server = StubServer(latency_s=0.4).start()
+    server = stub_server(latency_s=0.4).start()
     try:
         cfg = write_config(tmp_path, server.url)
         issues = make_issues(12)
@@ -269,7 +300,7 @@ def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path, isolated_home):
         with sqlite3.connect(db) as conn:
             before = {r[0] for r in conn.execute("SELECT issue_id FROM results WHERE run_id='k9'")}
         assert 4 <= len(before) < 12
-        requests_before_resume = server.total
+        requests_before_resume = server.count()
         in_flight = requests_before_resume - len(before)
         assert 0 <= in_flight <= 2  # at most `concurrency` calls were in flight at the kill
 
@@ -285,8 +316,8 @@ def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path, isolated_home):
         # every cell finished before the kill was requested exactly once: none is billed twice
         for issue_id in before:
             number = issue_id.split("#")[1]
-            assert server.counts[f"{number}:classify:None"] == 1
-        assert server.total == 12 + in_flight
+            assert issue_counts(server)[f"{number}:classify:None"] == 1
+        assert server.count() == 12 + in_flight
     finally:
         server.stop()
 
@@ -342,11 +373,11 @@ def test_rescore_without_new_calls(tmp_path, stub, isolated_home):
     store = ResultStore(isolated_home / "results.sqlite")
     with sqlite3.connect(store.path) as conn:
         conn.execute("UPDATE results SET score = NULL WHERE run_id = 's1'")
-    sent = stub.total
+    sent = stub.count()
     from orchestrator.runs.scoring import rescore_run
 
     n = client.run_sync(rescore_run(store, "s1", client=client))
-    assert n == 3 and stub.total == sent
+    assert n == 3 and stub.count() == sent
     assert (store.results_df("s1").score == 1.0).all()
 
 
