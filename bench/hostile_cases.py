@@ -1,7 +1,7 @@
 """The hostile-world cases of issue 11, each run against this checkout and (``--before DIR``) an older one.
 
 Each case runs in a fresh process with the checkout's ``orchestrator`` first on ``sys.path``, against the
-loopback server of ``tests/fault_server.py``, and prints one line of what happened; the table puts the two
+loopback server of ``tests/helpers/fault_server.py``, and prints one line of what happened; the table puts the two
 checkouts side by side. Only public API is used, so an older checkout runs the same code.
 
     git worktree add /tmp/before 291d668
@@ -27,7 +27,7 @@ PRELUDE = """
 import asyncio, json, math, os, sys, time
 sys.path[:0] = [SRC, TESTS]
 from pathlib import Path
-from fault_server import Action, FaultServer, completion_body
+from helpers.fault_server import Action, FaultServer, completion_body
 from orchestrator.config import config_from_dict
 from orchestrator.client import LLMClient
 from orchestrator.runs.runner import run_grid

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fault_server import config_for
+from helpers.fault_server import config_for
 
 from orchestrator.providers.base import ChatRequest
 from orchestrator.providers.baseline import ADAPTER

@@ -8,7 +8,7 @@ import time
 import warnings
 
 import pytest
-from fault_server import Action, FaultServer, completion_body, config_for
+from helpers.fault_server import Action, FaultServer, completion_body, config_for
 
 from orchestrator import errors as E
 from orchestrator import modes

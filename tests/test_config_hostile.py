@@ -402,7 +402,7 @@ SPEC_PROVIDERS = ["openai", "openrouter", "anthropic", "cohere", "gemini", "olla
 
 @pytest.mark.parametrize("provider", SPEC_PROVIDERS)
 def test_range_edges_are_valid_requests_in_the_spec(provider) -> None:
-    from spec_validation import validate_request
+    from helpers.spec_validation import validate_request
 
     from orchestrator.providers import get_adapter
 
@@ -431,7 +431,7 @@ def test_range_edges_are_valid_requests_in_the_spec(provider) -> None:
 )
 def test_just_outside_the_table_the_spec_refuses_too(provider, name, value) -> None:
     import jsonschema
-    from spec_validation import validate_request
+    from helpers.spec_validation import validate_request
 
     from orchestrator.providers import get_adapter
 
@@ -442,7 +442,7 @@ def test_just_outside_the_table_the_spec_refuses_too(provider, name, value) -> N
 
 
 def test_ranges_stated_only_in_prose() -> None:
-    from spec_validation import contract_schema
+    from helpers.spec_validation import contract_schema
 
     gemini = contract_schema("gemini", "GenerationConfig")["properties"]
     assert "[0.0, 2.0]" in gemini["temperature"]["description"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import spec_validation
-from spec_validation import CONTRACTS_DIR, extract_module, load_contract
+from helpers import spec_validation
+from helpers.spec_validation import CONTRACTS_DIR, extract_module, load_contract
 
 
 def _refs(node: Any) -> set[str]:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fault_server import FaultServer
+from helpers.fault_server import FaultServer
 
 from orchestrator.cli import main
 from orchestrator.client.cache import ResponseCache

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 
 import pytest
-from fault_server import FAULTS, Action, Blackhole, FaultServer, Sleeps, config_for
+from helpers.fault_server import FAULTS, Action, Blackhole, FaultServer, Sleeps, config_for
 
 from orchestrator import errors as E
 from orchestrator.client import Breaker, LLMClient, RetryPolicy

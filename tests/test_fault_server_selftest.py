@@ -1,4 +1,4 @@
-"""Tests of tests/fault_server.py itself, with plain sync httpx and raw sockets: each kind does what it
+"""Tests of tests/helpers/fault_server.py itself, with plain sync httpx and raw sockets: each kind does what it
 claims, requests are counted when their head arrives, billing follows its definition, and streaming
 answers stop when the client leaves or the server stops."""
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from fault_server import (
+from helpers.fault_server import (
     BILLED_KINDS,
     FAULTS,
     HOSTILE_FAULTS,

@@ -20,7 +20,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from fault_server import FAULTS, HOSTILE_FAULTS, FaultServer, config_for
+from helpers.fault_server import FAULTS, HOSTILE_FAULTS, FaultServer, config_for
 
 from orchestrator import errors as E
 from orchestrator.client import Breaker, LLMClient, RetryPolicy

@@ -9,19 +9,15 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import fake_github
+from helpers.fake_github import COMMIT_SHA, PR_FILES, FakeGitHub
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import fake_github  # noqa: E402
-from fake_github import COMMIT_SHA, PR_FILES, FakeGitHub  # noqa: E402
-
-from orchestrator.cli.issues import EXIT_STOPPED, register  # noqa: E402
-from orchestrator.issues import hash_split, load_issues  # noqa: E402
-from orchestrator.issues.github import GitHubFetchError, fetch_issues  # noqa: E402
+from orchestrator.cli.issues import EXIT_STOPPED, register
+from orchestrator.issues import hash_split, load_issues
+from orchestrator.issues.github import GitHubFetchError, fetch_issues
 
 pytestmark = pytest.mark.skipif(
     not fake_github.spec_available(),

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_server import FaultServer, config_for
+from helpers.fault_server import FaultServer, config_for
 
 from orchestrator.client import LLMClient, RetryPolicy, shared_limits
 from orchestrator.client.limits import SPAN_S, BucketPaused, Limiter
@@ -271,7 +271,7 @@ CLIENT = textwrap.dedent(
     """
     import asyncio, json, sys
     sys.path.insert(0, sys.argv[1])
-    from fault_server import config_for
+    from helpers.fault_server import config_for
     from orchestrator.client import LLMClient
 
     url, rpm, n, tag = sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]

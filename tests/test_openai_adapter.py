@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from spec_validation import validate_request
+from helpers.spec_validation import validate_request
 
 from orchestrator import errors as E
 from orchestrator.client import LLMClient

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from fault_server import config_for
-from provider_server import ProviderServer
+from helpers.fault_server import config_for
+from helpers.provider_server import ProviderServer
 from test_providers_http import (
     KEY,
     anthropic_message,

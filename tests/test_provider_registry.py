@@ -8,7 +8,7 @@ to the package.
 from __future__ import annotations
 
 import pytest
-from fault_server import config_for
+from helpers.fault_server import config_for
 
 from orchestrator.cli import main
 from orchestrator.client import LLMClient

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from provider_server import ProviderServer
-from spec_validation import validate_request, validate_response
+from helpers.provider_server import ProviderServer
+from helpers.spec_validation import validate_request, validate_response
 
 from orchestrator import errors as E
 from orchestrator.config import ModelSpec
@@ -815,7 +815,7 @@ def test_spec_validation_rejects_bad_bodies(provider: str, body: dict[str, Any])
 
 def test_spec_validation_needs_no_specs(monkeypatch, tmp_path) -> None:
     """The committed contracts (tests/contracts/) validate with ../shared/specs absent: no skip."""
-    import spec_validation
+    from helpers import spec_validation
     from jsonschema import ValidationError
 
     monkeypatch.setattr(spec_validation, "SPECS_DIR", tmp_path / "absent")

@@ -1,6 +1,6 @@
 """Retries, retry hints, fallback chains, the circuit breaker, rate limits, timeouts and secrets.
 
-Real sockets on 127.0.0.1 (tests/fault_server.py); the rate limiter's unit tests use a fake clock.
+Real sockets on 127.0.0.1 (tests/helpers/fault_server.py); the rate limiter's unit tests use a fake clock.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from email.utils import formatdate
 
 import pytest
-from fault_server import Action, FaultServer, Sleeps, completion_body, config_for
+from helpers.fault_server import Action, FaultServer, Sleeps, completion_body, config_for
 
 from orchestrator import errors as E
 from orchestrator.client import Breaker, LLMClient, RetryPolicy

@@ -4,7 +4,7 @@ One tiny `orchestrator bench` run (3 issues × baseline/rules + a hostile model 
 temporary project: the hostile model is a loopback OpenAI-compatible server whose every answer is
 ``<script>…</script><img src=x onerror=…>``, and one issue title carries an ``onerror`` payload too. Then:
 
-- the report opens in headless Chromium (CDP over websocket, tests/browser.py) with no JavaScript error,
+- the report opens in headless Chromium (CDP over websocket, tests/helpers/browser.py) with no JavaScript error,
   no request leaving file:/data:, tables and embedded PNG plots present, no planted script executed, and
   the planted ``<script>`` visible as text;
 - the HTML and the executed notebook contain no absolute local path and no planted API key.
@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from browser import Browser, find_chromium
+from helpers.browser import Browser, find_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned2=1"> the answer'

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_server import Action, FaultServer, Request, completion_body, config_for
+from helpers.fault_server import Action, FaultServer, Request, completion_body, config_for
 
 from orchestrator import errors as E
 from orchestrator.client import LLMClient, RetryPolicy

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fault_server import Action, FaultServer
+from helpers.fault_server import Action, FaultServer
 
 from orchestrator.client import LLMClient
 from orchestrator.config import config_from_dict

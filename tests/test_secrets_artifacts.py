@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fault_server import Action, FaultServer, Request, completion_body
+from helpers.fault_server import Action, FaultServer, Request, completion_body
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "plainword7Q-credential-value"  # no sk- prefix, no pattern: only the configured value can find it

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
+CONTRACTS_DIR = Path(__file__).resolve().parents[1] / "contracts"
 SPECS_ENV = "ORCHESTRATOR_SPECS_DIR"
-SPECS_DIR = Path(os.environ.get(SPECS_ENV) or Path(__file__).resolve().parents[1].parent / "shared" / "specs")
+SPECS_DIR = Path(os.environ.get(SPECS_ENV) or Path(__file__).resolve().parents[2].parent / "shared" / "specs")
 
 # provider -> (contract in tests/contracts, top-level body fields the contract lacks)
 REQUEST_CONTRACTS: dict[str, tuple[str, tuple[str, ...]]] = {

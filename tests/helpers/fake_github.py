@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-SPEC_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "specs" / "github.openapi.json"
+SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "github.openapi.json"
 
 OWNER_REPO = "o/r"
 PR_FILES = {
