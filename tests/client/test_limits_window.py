@@ -27,7 +27,7 @@ from helpers.fault_server import FaultServer, config_for
 from orchestrator.client import LLMClient, RetryPolicy, shared_limits
 from orchestrator.client.limits import SPAN_S, BucketPaused, Limiter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class VirtualClock:
