@@ -17,7 +17,7 @@ from orchestrator.types import ISSUE_TYPES, SEVERITIES, Comment, Issue
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT_CONFIG = ROOT / "orchestrator.toml"
 
 ISSUES = [
