@@ -26,7 +26,7 @@ from orchestrator.issues import (
 )
 from orchestrator.types import ISSUE_TYPES, Gold, Issue
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NLBSE_MAP = "title=title,body=body,label=gold.type,repo=repo,created_at=created_at"
 
 
