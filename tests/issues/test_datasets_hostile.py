@@ -23,7 +23,7 @@ from orchestrator.issues import (
     write_issues,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SURROGATE_NOTE = "(not valid Unicode; a run replaces it with U+FFFD)"
 
 
