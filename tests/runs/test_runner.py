@@ -24,7 +24,7 @@ from orchestrator.runs.runner import run_grid, run_grid_sync
 from orchestrator.runs.store import RESULT_COLUMNS, ResultStore, export_results
 from orchestrator.types import Gold, Issue
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def answer_for(messages: list[dict]) -> str:
