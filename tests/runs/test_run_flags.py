@@ -25,7 +25,7 @@ from orchestrator.cli.args import (
 )
 from orchestrator.errors import UsageError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "datasets" / "sample.jsonl"
 CONFIG = ROOT / "orchestrator.toml"
 
