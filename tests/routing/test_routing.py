@@ -32,7 +32,7 @@ from orchestrator.routing import (
 )
 from orchestrator.types import Issue
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOOD_LABEL = json.dumps({"type": "bug", "component": "core", "severity": "high"})
 BAD_LABEL = "I think this is probably a bug in the core."
 PROV = {
