@@ -24,7 +24,7 @@ from orchestrator.config import load_config
 from orchestrator.routing import RoutingError, Selection, write_routing
 from orchestrator.routing import writeback as routing
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROV = {
     "run_id": "20261127-101500-ab12",
     "dataset": "datasets/issues.jsonl",
