@@ -25,7 +25,7 @@ import pytest
 from orchestrator import report, workbench
 from orchestrator.runs.store import ResultStore, default_db_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
