@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from helpers.browser import Browser, find_chromium
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAYLOAD = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned2=1"> the answer'
 TITLE_PAYLOAD = '<img src=x onerror="window.__pwned3=1">'
 FAKE_KEY = "sk-test-" + secrets.token_hex(16)
