@@ -14,7 +14,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "datasets" / "sample.jsonl"
 FAKE_KEY = "sk-fake-openai-VALUE-0123456789abcd"
 KEY_ENVS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY", "COHERE_API_KEY", "GEMINI_API_KEY")
