@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 APPROXIMATE = "approximate: characters/4"
 
 # The encodings tiktoken would download: (URL, SHA-256 of the file, split pattern, special tokens), as in
-# tiktoken_ext.openai_public (tiktoken 0.14); tests/test_estimate.py checks that they still agree. The URL
+# tiktoken_ext.openai_public (tiktoken 0.14); tests/runs/test_estimate.py checks that they still agree. The URL
 # only names tiktoken's cache file (sha1 of the URL); nothing is fetched.
 _O200K_PAT = "|".join(
     [

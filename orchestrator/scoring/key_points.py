@@ -13,7 +13,7 @@ from .registry import Score, empty_answer, scorer
 if TYPE_CHECKING:
     pass
 
-# Calibrated on tests/test_scoring.py::CALIBRATION: 10 hand-written explanations of quillweb issues, each
+# Calibrated on tests/scoring/test_scoring.py::CALIBRATION: 10 hand-written explanations of quillweb issues, each
 # labelled per gold key point (33 pairs: 21 stated, 12 not; the unstated ones share the issue's
 # vocabulary, so it is the hard case). Best agreement, 29/33, holds for any threshold in (0.43, 0.50]:
 # 18/21 stated points found (the misses are loose paraphrases), 1/12 unstated points counted.

@@ -115,7 +115,7 @@ async def test_500_calls_at_20_percent_faults():
     max_1s = server.max_rate(1.0)
     max_100ms = server.max_rate(0.1)
     assert max_1s <= limit + 1
-    # Smoothness, not the configured window (a minute, held exactly: tests/test_limits_window.py): releases
+    # Smoothness, not the configured window (a minute, held exactly: tests/client/test_limits_window.py): releases
     # are spaced 10 ms apart, but on a loaded machine the path from a release to the socket write (building
     # the request, a GC pause, the loop's lag) can move one write next to the one before it.
     assert max_100ms <= limit * 0.1 + 2
