@@ -262,10 +262,10 @@ def _model_list_problem(value: Any) -> str | None:
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and validate the config; every error names the file, the model id and the key."""
     cfg_path = find_config_path(path)
-    return config_from_dict(_read_toml(cfg_path), cfg_path)
+    return config_from_dict(read_toml(cfg_path), cfg_path)
 
 
-def _read_toml(cfg_path: Path) -> dict[str, Any]:
+def read_toml(cfg_path: Path) -> dict[str, Any]:
     """Parse the file as UTF-8 TOML (a leading byte order mark is allowed); any failure is a ConfigError."""
     try:
         data = cfg_path.read_bytes()
