@@ -41,6 +41,7 @@ class Mode:
     defaults: dict[str, Any] = field(default_factory=dict)
     schema: dict[str, Any] | None = None
     scorer: str = ""  # a name in orchestrator.scoring.SCORERS; not part of the version (it shapes no prompt)
+    scorer_params: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the scorer
 
     @functools.cached_property
     def version(self) -> str:

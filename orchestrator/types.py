@@ -111,6 +111,12 @@ class Gold(BaseModel):
     summary: str | None = None
     key_points: list[str] = Field(default_factory=list)
 
+    def value_of(self, name: str) -> Any:
+        """The gold field ``name``: a declared one (``type``, ``files``...) or an extra one (``priority``)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        return (self.model_extra or {}).get(name)
+
 
 class Issue(BaseModel):
     """A GitHub issue with optional gold labels."""

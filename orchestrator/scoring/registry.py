@@ -1,7 +1,8 @@
 """What a scorer is, and the one registry where scorers are found by name.
 
-A scorer is a pure function ``(gold, completion_text, parsed, parse_error) -> Score``: it never raises on
-model output and never calls the network. ``Score.value`` is in [0, 1], or ``None`` when the cell cannot
+A scorer is a pure function ``(gold, completion_text, parsed, parse_error, **params) -> Score``: it never
+raises on model output and never calls the network. Its parameters (``pattern``, ``field``...) are keyword-only
+arguments, given by the mode or task that names it; :func:`check_params` checks them before any call. ``Score.value`` is in [0, 1], or ``None`` when the cell cannot
 be scored (no gold, judge failure); ``flagged`` says why a score deserves a look (``"parse_error"``,
 ``"empty_answer"``, ``"no_gold"``, ``"judge_error: ..."``).
 
@@ -14,13 +15,24 @@ everything else (``score``, the CLI, the docs) looks it up here by name::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..types import Gold
 
-__all__ = ["SCORERS", "Score", "Scorer", "ScorerInfo", "empty_answer", "get_scorer", "scorer"]
+__all__ = [
+    "SCORERS",
+    "Score",
+    "Scorer",
+    "ScorerInfo",
+    "check_params",
+    "empty_answer",
+    "get_scorer",
+    "scorer",
+    "scorer_params",
+]
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,32 @@ def get_scorer(name: str) -> Scorer:
         return SCORERS[name].fn
     except KeyError:
         raise ValueError(f"no scorer named {name!r}; known: {', '.join(sorted(SCORERS))}") from None
+
+
+def scorer_params(name: str) -> tuple[str, ...]:
+    """The parameters scorer ``name`` accepts: its keyword-only arguments (``pattern``, ``field``, ...)."""
+    fn = get_scorer(name)
+    return tuple(
+        p.name for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+
+
+def check_params(name: str, params: dict[str, Any]) -> list[str]:
+    """Problems with ``params`` for scorer ``name`` (unknown scorer, unknown or missing parameter), as text."""
+    try:
+        accepted = scorer_params(name)
+    except ValueError as exc:
+        return [str(exc)]
+    fn = get_scorer(name)
+    unknown = sorted(set(params) - set(accepted))
+    problems = [
+        f"scorer {name!r} takes no parameter {p!r} (it takes: {', '.join(accepted) or 'none'})"
+        for p in unknown
+    ]
+    validate = getattr(fn, "check_params", None)
+    if not problems and validate is not None:
+        problems += validate(**params)
+    return problems
 
 
 def empty_answer(text: str | None) -> bool:

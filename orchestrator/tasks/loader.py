@@ -107,13 +107,7 @@ class Task:
 
 def gold_value(issue: Issue, name: str) -> Any:
     """The issue's gold field ``name``: a declared field or an extra one (``gold.priority``)."""
-    gold = issue.gold
-    if gold is None:
-        return None
-    value = getattr(gold, name, None)
-    if value is None and gold.model_extra:
-        value = gold.model_extra.get(name)
-    return value
+    return issue.gold.value_of(name) if issue.gold is not None else None
 
 
 def load_task(path: str | Path) -> Task:
@@ -133,6 +127,11 @@ def load_task(path: str | Path) -> Task:
         raise ConfigError(f"{path}: key 'name': {name!r} must be lowercase letters, digits, '-' or '_'")
     gold = _string(path, data, "gold", default=name)
     scorer, params = _scorer(path, data.get("scorer", "label" if "labels" in data else None))
+    from ..scoring import check_params
+
+    problems = check_params(scorer, params)
+    if problems:
+        raise ConfigError(f"{path}: key 'scorer': {problems[0]}")
     labels, from_dataset = _labels(path, data.get("labels"))
     schema = data.get("schema")
     if schema is not None and not isinstance(schema, dict):
