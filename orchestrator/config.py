@@ -22,7 +22,7 @@ from .errors import ConfigError, UnknownModelError
 from .modes import MODES as _MODES
 from .providers import provider_names, sampling_problems
 
-MODES = tuple(_MODES)  # the modes are defined once, in modes.py
+MODES = _MODES  # the mode registry (modes.py): built-in modes, then the task files a config loads
 CONFIG_NAME = "orchestrator.toml"
 # An answer of a few thousand tokens is a few kB; 4 MiB leaves room for any honest body and stops a
 # decompression bomb (1 MiB of gzip -> 1 GiB) or a junk stream long before it costs memory.
@@ -166,6 +166,7 @@ class Config(BaseModel):
     models: dict[str, ModelSpec]
     routing: dict[str, Any] = Field(default_factory=dict)
     home: Path
+    tasks: dict[str, Any] = Field(default_factory=dict)  # name -> orchestrator.tasks.Task, from task files
 
     def model_spec(self, model_id: str) -> ModelSpec:
         """The spec for ``model_id``; an unknown id lists the known ones."""
@@ -427,9 +428,37 @@ def _routing_problems(cfg_path: Path, mode: str, entry: Any, known: dict[str, An
     return problems
 
 
+def _load_task_files(raw: dict[str, Any], cfg_path: Path) -> dict[str, Any]:
+    """The task files of this project: ``tasks/`` beside the config (the working directory's for the shipped
+    default) and every folder in ``[tasks] dirs``; each variant is registered as a mode."""
+    from .resources import is_default_config
+
+    section = raw.get("tasks", {})
+    if not isinstance(section, dict) or not isinstance(section.get("dirs", []), list):
+        raise ConfigError(f"{cfg_path}: [tasks] key 'dirs': a list of folders, e.g. dirs = [\"tasks\"]")
+    root = Path.cwd() if is_default_config(cfg_path) else cfg_path.parent
+    folders = [root / "tasks"] if (root / "tasks").is_dir() else []
+    for entry in section.get("dirs", []):
+        folder = (root / str(entry)).resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"{cfg_path}: [tasks] key 'dirs': {entry!r} is not a folder (from {root})")
+        if folder not in [f.resolve() for f in folders]:
+            folders.append(folder)
+    if not folders:
+        return {}
+    from .tasks.loader import load_tasks  # Jinja2 loads only for a project that has task files
+    from .tasks.modes import register_task
+
+    tasks = load_tasks(folders)
+    for task in tasks.values():
+        register_task(task)
+    return tasks
+
+
 def config_from_dict(raw: dict[str, Any], cfg_path: Path) -> Config:
     """Validate an already parsed config mapping (see :func:`load_config`); every problem is reported at once."""
     problems: list[str] = []
+    tasks = _load_task_files(raw, cfg_path)  # first: per-mode overrides and [routing] may name a task
     models: dict[str, ModelSpec] = {}
     raw_models = raw.get("models", {})
     if not isinstance(raw_models, dict) or not raw_models:
@@ -454,7 +483,7 @@ def config_from_dict(raw: dict[str, Any], cfg_path: Path) -> Config:
         default_model = next(iter(raw_models))
     elif default_model not in raw_models:
         problems.append(f"{cfg_path}: [defaults] key 'model': unknown model id {_show(default_model)}")
-    unknown_top = set(raw) - {"models", "defaults", "routing"}
+    unknown_top = set(raw) - {"models", "defaults", "routing", "tasks"}
     for key in sorted(unknown_top):
         problems.append(f"{cfg_path}: unknown top-level key '{key}'")
     routing = raw.get("routing", {})
@@ -478,4 +507,6 @@ def config_from_dict(raw: dict[str, Any], cfg_path: Path) -> Config:
         home = Path.cwd() / ".orchestrator"
     else:
         home = cfg_path.parent / ".orchestrator"
-    return Config(path=cfg_path, default_model=default_model, models=models, routing=routing, home=home)
+    return Config(
+        path=cfg_path, default_model=default_model, models=models, routing=routing, home=home, tasks=tasks
+    )

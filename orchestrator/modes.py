@@ -42,6 +42,13 @@ class Mode:
     schema: dict[str, Any] | None = None
     scorer: str = ""  # a name in orchestrator.scoring.SCORERS; not part of the version (it shapes no prompt)
     scorer_params: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the scorer
+    task: str = ""  # the task this mode is a prompt of ("" for a built-in mode: its own name)
+    prompt: str = "default"  # the prompt variant
+
+    @property
+    def task_name(self) -> str:
+        """The task this mode answers: its own name for a built-in mode, the task's for a task variant."""
+        return self.task or self.name
 
     @functools.cached_property
     def version(self) -> str:
@@ -165,6 +172,12 @@ def build_messages(
     else:
         text = prompt_or_issue
     return [Message(role="user", content=text)]
+
+
+def register_mode(mode: Mode) -> Mode:
+    """Add (or replace) a mode under its name: how task files join the built-in modes (see orchestrator.tasks)."""
+    MODES[mode.name] = mode
+    return mode
 
 
 def get_mode(name: str) -> Mode:

@@ -20,6 +20,17 @@ def isolated_home(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture(autouse=True)
+def restore_modes():
+    """Task files register their variants as modes when a config loads: forget them after each test."""
+    from orchestrator.modes import MODES
+
+    before = dict(MODES)
+    yield
+    MODES.clear()
+    MODES.update(before)
+
+
 @pytest.fixture
 def specs_dir() -> Path:
     """The full API descriptions, for a test that needs more than ``tests/contracts/`` (else it skips).

@@ -29,7 +29,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
     else:
         print("orchestrator ask: give the text of an issue or --issue-file FILE", file=sys.stderr)
         return 2
+    from ..errors import UsageError
+    from ..modes import get_mode
+
     with _client(args, cache=not args.no_cache) as client:
+        try:
+            get_mode(args.mode)  # known once the config has loaded its task files
+        except ValueError as exc:
+            raise UsageError(f"--task/--mode: {exc}") from None
         completion = client.complete_sync(prompt, model=args.model, mode=args.mode)
     if args.json:
         print(completion.model_dump_json(indent=2, exclude={"raw"}))
@@ -95,7 +102,13 @@ def register(sub) -> None:
     p = sub.add_parser("ask", help="ask one model about one issue")
     p.add_argument("text", nargs="*", help="the issue text (or use --issue-file)")
     p.add_argument("--model", help="model id (default: the routing for the mode, else the default model)")
-    p.add_argument("--mode", default="explain", choices=list(MODES))
+    p.add_argument(
+        "--task",
+        "--mode",
+        dest="mode",
+        default="explain",
+        help=f"a built-in mode ({', '.join(MODES)}), a task file's task or task:prompt (default: explain)",
+    )
     p.add_argument("--issue-file", help="an issue as JSON, or a JSONL file (see --index)")
     p.add_argument("--index", type=int, default=0, help="which issue of a JSONL file (0-based)")
     p.add_argument("--json", action="store_true", help="print the Completion as JSON")

@@ -14,17 +14,15 @@ if TYPE_CHECKING:
     from ..config import Config
 
 
-def _mode_list(value: str) -> list[str]:
-    """``--modes``: comma-separated names of known modes."""
-    from ..modes import MODES
+def _mode_names(flag_value: list[str]) -> list[str]:
+    """``--modes``/``--tasks``, once the config (and its task files) is loaded: built-in modes, ``task``
+    (every prompt variant of it) or ``task:variant``; an unknown name lists the known ones."""
+    from ..tasks.modes import expand
 
-    names = comma_list(value)
-    unknown = [m for m in names if m not in MODES]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown mode {', '.join(map(repr, unknown))}; known modes: {', '.join(MODES)}"
-        )
-    return names
+    try:
+        return expand(flag_value)
+    except ValueError as exc:
+        raise UsageError(f"--tasks/--modes: {exc}") from None
 
 
 def _check_models(cfg: Config, models: list[str], judge: str | None) -> None:
@@ -46,7 +44,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..client.llm_client import LLMClient
     from ..config import load_config
     from ..issues.files import load_issues
+    from ..modes import get_mode
     from ..runs.runner import dataset_label, run_grid
+    from ..tasks.modes import bind_dataset_labels
 
     cfg = load_config(args.config)
     models = args.models or [cfg.default_model]
@@ -56,7 +56,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         issues = issues[: args.limit]
     if not issues:
         raise UsageError(f"{args.dataset}: no issues" + (f" in split {args.split!r}" if args.split else ""))
-    modes = args.modes
+    modes = _mode_names(args.modes)
+    if len(issues) and any(getattr(get_mode(m), "labels_from_dataset", False) for m in modes):
+        bind_dataset_labels(modes, issues)
     if args.estimate or args.budget is not None:
         from ..runs.estimate import estimate_grid
 
@@ -209,7 +211,13 @@ def register(sub) -> None:
     p.add_argument("--split", choices=["dev", "test"], help="only this split")
     p.add_argument("--models", type=comma_list, help="comma-separated model ids (default: the default model)")
     p.add_argument(
-        "--modes", type=_mode_list, default="classify", help="comma-separated modes (default: classify)"
+        "--tasks",
+        "--modes",
+        dest="modes",
+        type=comma_list,
+        default="classify",
+        help="comma-separated tasks: a built-in mode, a task file's task (every prompt) or task:prompt "
+        "(default: classify)",
     )
     p.add_argument("--repeats", type=positive_int, default=1, help="samples per cell, 1 or more")
     p.add_argument("--concurrency", type=positive_int, default=8, help="calls in flight, 1 or more")

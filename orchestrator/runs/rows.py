@@ -61,6 +61,9 @@ class ResultRow:
     finished_at: str | None = _col("TEXT", "datetime")
     charged_usd: float | None = _col("REAL", "float64")  # what the budget counted (worst cases included)
     notes: list[str] | None = _col("TEXT")  # JSON: usage_missing, text_repaired, secret_redacted
+    task: str | None = _col("TEXT", "string")  # the task the mode answers (the mode's name for a built-in)
+    prompt: str | None = _col("TEXT", "string")  # the prompt variant ("default" for a built-in mode)
+    prompt_version: str | None = _col("TEXT")  # the hash of everything that shaped the prompt
 
     def update(self, values: Mapping[str, Any]) -> ResultRow:
         """Set several columns at once (a scorer's output, say); unknown names raise AttributeError."""

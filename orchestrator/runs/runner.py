@@ -489,6 +489,8 @@ async def _call_cell(
     overrides: dict[str, Any] = {}
     if repeat > 0:
         overrides["seed"] = (spec.seed or 0) + repeat
+    mode_obj = get_mode(mode)
+    label_field = mode_obj.scorer_params.get("field") if mode_obj.scorer == "label" else None
     row = ResultRow(
         run_id=run_id,
         issue_id=issue.id,
@@ -497,8 +499,11 @@ async def _call_cell(
         repeat=repeat,
         repo=issue.repo,
         split=issue.split,
-        gold_type=issue.gold.type,
+        gold_type=issue.gold.type if label_field is None else _text(issue.gold.value_of(label_field)),
         started_at=now_iso(),
+        task=mode_obj.task_name,
+        prompt=mode_obj.prompt,
+        prompt_version=mode_obj.version,
     )
     try:
         completion = await client.complete(
@@ -545,10 +550,21 @@ async def _call_cell(
             "finish_reason": completion.finish_reason,
             "charged_usd": completion.charged_usd,
             "notes": completion.notes or None,
-            "pred_type": (completion.parsed or {}).get("type") if mode == "classify" else None,
+            "pred_type": _text((completion.parsed or {}).get(_label_key(mode_obj))),
         }
     )
     return row, completion
+
+
+def _label_key(mode: Any) -> str | None:
+    """The answer's field that holds a label: ``type`` for classify, ``label`` for a label task, else none."""
+    if mode.scorer != "label":
+        return None
+    return mode.scorer_params.get("key", "type")
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def dataset_label(path: str | os.PathLike[str] | None) -> str | None:

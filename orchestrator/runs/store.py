@@ -62,7 +62,9 @@ RESULT_COLUMNS = COLUMNS  # the typed row's columns, in order (orchestrator.runs
 # Columns added after the first release, with their SQL types: added to older databases on open.
 _ADDED_COLUMNS = {
     "runs": {"message": "TEXT NOT NULL DEFAULT ''", "spent_usd": "REAL"},
-    "results": {name: SQL_TYPES[name] for name in ("charged_usd", "notes")},
+    "results": {
+        name: SQL_TYPES[name] for name in ("charged_usd", "notes", "task", "prompt", "prompt_version")
+    },
 }
 
 
@@ -316,6 +318,9 @@ class ResultStore:
             params = (run_id,)
         with self._lock:
             df = pd.read_sql_query(sql, self._conn, params=params)
+        if len(df):  # rows written before tasks existed: the mode is the task, its prompt the default
+            df["task"] = df["task"].where(df["task"].notna(), df["mode"].str.partition(":")[0])
+            df["prompt"] = df["prompt"].fillna("default")
         return with_dtypes(df)
 
     def close(self) -> None:

@@ -43,15 +43,27 @@ def _label_match(predicted: Any, gold: str | None) -> bool | None:
     return predicted is not None and str(predicted).strip().lower() == gold
 
 
-@scorer("label", description="the answer's type equals the gold type (component and severity in details)")
+@scorer(
+    "label", description="the answer's label equals the gold label (classify: type; a task: its gold field)"
+)
 def score_classify(
-    gold: Gold, completion_text: str, parsed: dict[str, Any] | None, parse_error: str | None
+    gold: Gold,
+    completion_text: str,
+    parsed: dict[str, Any] | None,
+    parse_error: str | None,
+    *,
+    field: str = "type",
+    key: str = "type",
+    labels: list[str] | None = None,
 ) -> Score:
-    """``type`` exact match is the value; component and severity matches go into ``details``.
+    """The answer's ``key`` equals the gold ``field`` (1.0) or not (0.0). For classify (the defaults) the
+    component and severity matches go into ``details``; a task names its gold field and label set.
 
-    When neither ``parsed`` nor ``parse_error`` is given, the text is parsed here with the classify schema.
-    A parse failure scores 0.0 and is flagged ``"parse_error"``.
+    When neither ``parsed`` nor ``parse_error`` is given, the text is parsed here (classify's schema, or the
+    task's label schema). A parse failure scores 0.0 and is flagged ``"parse_error"``.
     """
+    if (field, key) != ("type", "type"):
+        return _score_label(gold, completion_text, parsed, parse_error, field=field, key=key, labels=labels)
     if parsed is None and parse_error is None:
         parsed, parse_error = parse_structured(completion_text or "", CLASSIFY_SCHEMA)
     if gold.type is None:
@@ -78,3 +90,32 @@ def score_classify(
         "predicted_severity": p_sev,
     }
     return Score(1.0 if type_ok else 0.0, details)
+
+
+def _score_label(
+    gold: Gold,
+    completion_text: str,
+    parsed: dict[str, Any] | None,
+    parse_error: str | None,
+    *,
+    field: str,
+    key: str,
+    labels: list[str] | None,
+) -> Score:
+    """A task's label: exact match after trimming and case folding; a label outside ``labels`` scores 0."""
+    from ..tasks.loader import label_schema
+
+    expected = gold.value_of(field)
+    if expected is None or str(expected).strip() == "":
+        return Score(None, {"reason": f"gold has no {field}"}, "no_gold")
+    if parsed is None and parse_error is None:
+        schema = label_schema(labels) if labels else {"type": "object", "required": [key]}
+        parsed, parse_error = parse_structured(completion_text or "", schema)
+    predicted = parsed.get(key) if parsed is not None else None
+    details = {"predicted_label": predicted, "gold_label": str(expected)}
+    if parsed is None:
+        return Score(0.0, {**details, "parse_error": parse_error or "no parsed answer"}, "parse_error")
+    ok = predicted is not None and str(predicted).strip().casefold() == str(expected).strip().casefold()
+    if labels and predicted not in labels:
+        details["outside_labels"] = True
+    return Score(1.0 if ok else 0.0, details)

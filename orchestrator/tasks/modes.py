@@ -1,0 +1,142 @@
+"""Task variants as modes: each prompt variant of a task file joins the mode registry, so the client, the
+grid, the scorers and the CLI serve a user's task exactly as they serve a built-in mode.
+
+A task's default variant is the mode ``<task>``; every other variant is ``<task>:<variant>``.
+:func:`expand` turns what a user asks for (``priority``: every variant; ``priority:terse``: one) into mode
+names. A task whose labels come from the dataset (``labels = "dataset"``) is bound to a run's labels by
+:func:`bind_dataset_labels` before the run; its version then includes the labels, so a different label set
+never reuses a cached answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..errors import ConfigError
+from ..modes import MODES, Mode, get_mode, register_mode
+from ..types import Issue, Message
+from .loader import Task, Variant, label_schema
+
+__all__ = ["TaskMode", "bind_dataset_labels", "expand", "register_task"]
+
+BUILTIN = frozenset(MODES)
+
+
+@dataclass(frozen=True)
+class TaskMode(Mode):
+    """A prompt variant of a task file, served as a mode."""
+
+    variant: Variant | None = None
+    labels: tuple[str, ...] = ()
+    labels_from_dataset: bool = False
+    path: str = ""
+
+    @property
+    def version(self) -> str:  # type: ignore[override]
+        assert self.variant is not None
+        if not self.labels_from_dataset:
+            return self.variant.version
+        blob = json.dumps([self.variant.version, list(self.labels)])
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def messages(self, issue: Issue | str) -> list[Message]:
+        assert self.variant is not None
+        if isinstance(issue, str):
+            issue = Issue(title="(untitled)", body=issue)
+        if self.labels_from_dataset and not self.labels:
+            raise ConfigError(
+                f'{self.path}: task {self.task!r} takes its labels from the dataset (labels = "dataset"): '
+                "run it over a dataset with `orchestrator run --dataset FILE --tasks " + self.task + "`"
+            )
+        return self.variant.messages(issue, self.labels)
+
+
+def mode_name(task: Task, variant: str) -> str:
+    """The mode name of a variant: the task's name for its default variant, else ``task:variant``."""
+    return task.name if variant == task.variant().name else f"{task.name}:{variant}"
+
+
+def register_task(task: Task) -> list[str]:
+    """Register every variant of ``task`` as a mode; returns their names. A task named like a built-in mode
+    is refused (the built-in prompts stay what the results recorded)."""
+    if task.name in BUILTIN:
+        raise ConfigError(f"{task.path}: task {task.name!r} has the name of a built-in mode; rename it")
+    names = []
+    for variant in task.variants.values():
+        labels = task.labels or ()
+        params: dict[str, Any] = dict(task.scorer_params)
+        if task.scorer == "label":
+            params = {
+                "field": task.gold,
+                "key": "label",
+                **({"labels": list(labels)} if labels else {}),
+                **params,
+            }
+        mode = TaskMode(
+            name=mode_name(task, variant.name),
+            system_prompt=variant.system.source,
+            user_template=variant.user.source,
+            defaults=dict(task.defaults),
+            schema=task.schema,
+            scorer=task.scorer,
+            scorer_params=params,
+            task=task.name,
+            prompt=variant.name,
+            variant=variant,
+            labels=tuple(labels),
+            labels_from_dataset=task.labels_from_dataset,
+            path=str(task.path),
+        )
+        names.append(register_mode(mode).name)
+    return names
+
+
+def expand(names: Iterable[str]) -> list[str]:
+    """Mode names for what a user asks for: a built-in mode, ``task`` (every variant) or ``task:variant``."""
+    out: list[str] = []
+    for name in names:
+        if name in MODES and not isinstance(MODES[name], TaskMode):
+            out.append(name)
+            continue
+        task, _, variant = name.partition(":")
+        variants = [m for m in MODES.values() if isinstance(m, TaskMode) and m.task == task]
+        if not variants:
+            get_mode(name)  # the error lists the known modes
+        chosen = [m.name for m in variants if not variant or m.prompt == variant]
+        if not chosen:
+            known = ", ".join(m.prompt for m in variants)
+            raise ValueError(f"task {task!r} has no prompt {variant!r} (its prompts: {known})")
+        out += [c for c in chosen if c not in out]
+    return out
+
+
+def bind_dataset_labels(names: Sequence[str], issues: Sequence[Issue]) -> dict[str, Mode]:
+    """Bind every mode of ``names`` whose task takes its labels from the dataset to the gold values of
+    ``issues`` (sorted), re-registering it; returns the modes by name."""
+    from ..types import Gold
+
+    out = {}
+    for name in names:
+        mode = get_mode(name)
+        if isinstance(mode, TaskMode) and mode.labels_from_dataset:
+            field = mode.scorer_params.get("field", mode.task)
+            values = {str(v) for i in issues if (v := (i.gold or Gold()).value_of(field)) not in (None, "")}
+            labels = tuple(sorted(values))
+            if not labels:
+                raise ConfigError(
+                    f"{mode.path}: task {mode.task!r}: no issue has a gold {field!r} to take labels from"
+                )
+            params = (
+                {**mode.scorer_params, "labels": list(labels)}
+                if mode.scorer == "label"
+                else mode.scorer_params
+            )
+            mode = register_mode(
+                replace(mode, labels=labels, schema=label_schema(labels), scorer_params=params)
+            )
+        out[name] = mode
+    return out

@@ -1,0 +1,179 @@
+"""A task file in a scratch project runs through the CLI with no code change: run, results, ask, resume.
+
+The model is an OpenAI-compatible loopback server (the shared fault server) that answers every prompt with
+a label and records each request, so the tests can see what was sent (the label schema, the prompt) and
+what was answered from the cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers.fault_server import Action, FaultServer
+
+from orchestrator.cli import main
+from orchestrator.types import Gold, Issue
+
+from .test_task_files import PRIORITY  # the issue's example, verbatim
+
+
+def answer(req) -> Action:
+    body = req.json or {}
+    system = body["messages"][0]["content"] if body.get("messages") else ""
+    return Action(content=json.dumps({"label": "p1" if "p0, p1" in system else "bug"}))
+
+
+@pytest.fixture
+def server():
+    with FaultServer(script=answer) as srv:
+        yield srv
+
+
+def project(tmp_path: Path, url: str, task: str = PRIORITY) -> Path:
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "priority.toml").write_text(task, encoding="utf-8")
+    (tmp_path / "orchestrator.toml").write_text(
+        f"""[defaults]
+model = "openai/stub"
+
+[models."openai/stub"]
+provider = "openai"
+model = "stub"
+base_url = "{url}"
+max_tokens = 20
+price = {{ input = 1.0, output = 2.0, as_of = 2026-12-01 }}
+""",
+        encoding="utf-8",
+    )
+    issues = [
+        Issue(
+            id=f"acme/app#{i}",
+            repo="acme/app",
+            number=i,
+            title=f"Crash {i}",
+            body="It fails.",
+            gold=Gold(priority=["p1", "p2", "p1", "p0"][i % 4]),
+            split="dev" if i % 2 else "test",
+        )
+        for i in range(1, 7)
+    ]
+    (tmp_path / "issues.jsonl").write_text("".join(i.model_dump_json() + "\n" for i in issues))
+    return tmp_path / "orchestrator.toml"
+
+
+def results(cfg: Path, run_id: str, tmp_path: Path, capsys) -> list[dict]:
+    out = tmp_path / f"{run_id}.json"
+    assert main(["--config", str(cfg), "results", run_id, "--format", "json", "-o", str(out)]) == 0
+    capsys.readouterr()
+    return json.loads(out.read_text())
+
+
+def test_the_example_task_runs_every_variant_and_rows_carry_task_prompt_and_version(
+    tmp_path, server, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    cfg = project(tmp_path, server.url)
+    args = ["--config", str(cfg), "run", "--dataset", "issues.jsonl", "--tasks", "priority", "--run-id", "t1"]
+    assert main(args) == 0
+    rows = results(cfg, "t1", tmp_path, capsys)
+    assert len(rows) == 12  # 6 issues x 2 prompt variants
+    assert {(r["task"], r["prompt"]) for r in rows} == {("priority", "default"), ("priority", "terse")}
+    versions = {r["prompt"]: r["prompt_version"] for r in rows}
+    assert len(set(versions.values())) == 2
+    assert {r["mode"] for r in rows} == {"priority", "priority:terse"}
+    scored = {(r["issue_id"], r["prompt"]): r["score"] for r in rows}
+    assert scored[("acme/app#2", "default")] == 1.0 and scored[("acme/app#1", "default")] == 0.0
+    assert all(r["pred_type"] == "p1" for r in rows) and {r["gold_type"] for r in rows} == {"p0", "p1", "p2"}
+    sent = [r.json for r in server.requests]
+    schema = sent[0]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["label"]["enum"] == ["p0", "p1", "p2", "p3"]  # structured output, derived
+    assert any(m["content"] == "Crash 1" for body in sent for m in body["messages"])  # the terse prompt
+
+
+def test_editing_one_variant_misses_its_cache_only(tmp_path, server, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = project(tmp_path, server.url)
+    run = ["--config", str(cfg), "run", "--dataset", "issues.jsonl", "--tasks", "priority"]
+    assert main([*run, "--run-id", "a"]) == 0
+    first = server.count()
+    edited = PRIORITY.replace('user = "{{ issue.title }}"', 'user = "{{ issue.title }}?"')
+    (tmp_path / "tasks" / "priority.toml").write_text(edited, encoding="utf-8")
+    assert main([*run, "--run-id", "b"]) == 0
+    assert server.count() - first == 6  # the edited variant only: the default one came from the cache
+    a, b = results(cfg, "a", tmp_path, capsys), results(cfg, "b", tmp_path, capsys)
+    version = {(r["prompt"], name): r["prompt_version"] for name, rs in (("a", a), ("b", b)) for r in rs}
+    assert version[("default", "a")] == version[("default", "b")]
+    assert version[("terse", "a")] != version[("terse", "b")]
+
+
+def test_one_variant_and_ask_with_the_task(tmp_path, server, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = project(tmp_path, server.url)
+    args = [
+        "--config",
+        str(cfg),
+        "run",
+        "--dataset",
+        "issues.jsonl",
+        "--tasks",
+        "priority:terse",
+        "--run-id",
+        "one",
+    ]
+    assert main(args) == 0
+    assert {r["prompt"] for r in results(cfg, "one", tmp_path, capsys)} == {"terse"}
+    issue = tmp_path / "issue.json"
+    issue.write_text(Issue(title="Login broken", body="500 on submit").model_dump_json())
+    assert (
+        main(["--config", str(cfg), "ask", "--task", "priority", "--issue-file", str(issue), "--json"]) == 0
+    )
+    completion = json.loads(capsys.readouterr().out)
+    assert completion["parsed"] == {"label": "p1"} and completion["mode"] == "priority"
+    assert server.requests[-1].json["messages"][-1]["content"].startswith("Issue: Login broken")
+
+
+def test_dataset_labels_are_the_gold_values_of_the_issues_run(tmp_path, server, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    task = PRIORITY.replace('labels = ["p0", "p1", "p2", "p3"]', 'labels = "dataset"')
+    cfg = project(tmp_path, server.url, task)
+    args = ["--config", str(cfg), "run", "--dataset", "issues.jsonl", "--tasks", "priority", "--run-id", "d"]
+    assert main(args) == 0
+    schema = server.requests[0].json["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["label"]["enum"] == ["p0", "p1", "p2"]  # no p3: the data has none
+    system = server.requests[0].json["messages"][0]["content"]
+    assert system.endswith("one of p0, p1, p2.")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["run", "--dataset", "issues.jsonl", "--tasks", "priority:loud"],
+            "task 'priority' has no prompt 'loud'",
+        ),
+        (
+            ["run", "--dataset", "issues.jsonl", "--tasks", "nope"],
+            "unknown mode 'nope'; known modes: .*priority",
+        ),
+        (["ask", "--task", "nope", "hello"], "--task/--mode: unknown mode 'nope'"),
+    ],
+)
+def test_unknown_tasks_and_prompts_are_exit_2_naming_the_flag(
+    tmp_path, server, capsys, monkeypatch, argv, message
+):
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    cfg = project(tmp_path, server.url)
+    assert main(["--config", str(cfg), *argv]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err
+
+
+def test_a_broken_task_file_stops_every_command_with_one_line(tmp_path, server, capsys):
+    cfg = project(tmp_path, server.url, PRIORITY.replace('"{{ issue.title }}"', '"{{ issue.title "'))
+    assert main(["--config", str(cfg), "models"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "priority.toml:14 (prompts.terse.user, template line 1)" in err and len(err.splitlines()) == 1
