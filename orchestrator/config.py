@@ -422,6 +422,19 @@ def _routing_problems(cfg_path: Path, mode: str, entry: Any, known: dict[str, An
             )
     if primary is None and cascade is None:
         problems.append(f'{where}: needs primary = "<provider>/<name>" (or a cascade table)')
+    prompt = entry.get("prompt")
+    if prompt is not None:
+        from .modes import MODES
+
+        prompts = [m.prompt for m in MODES.values() if getattr(m, "task", "") == mode]
+        if not prompts:
+            problems.append(
+                f"{where} key 'prompt': {mode!r} is not a task with prompt variants (a task file)"
+            )
+        elif prompt not in prompts:
+            problems.append(
+                f"{where} key 'prompt': task {mode!r} has no prompt {_show(prompt)} (its prompts: {', '.join(prompts)})"
+            )
     for key, model_id in named:
         if model_id not in known:
             problems.append(f"{where} key '{key}': unknown model id {_show(model_id)}")

@@ -44,9 +44,10 @@ def _pred_label(value: object) -> str:
     return str(value).strip().lower()
 
 
-def _classify_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Classify cells with a gold type that did not fail; predictions normalized, missing ones invalid."""
-    sub = df[df["mode"] == "classify"] if "mode" in df.columns else df
+def _classify_rows(df: pd.DataFrame, mode: str = "classify") -> pd.DataFrame:
+    """Cells of a label ``mode`` (classify, or a label task's mode) with a gold label that did not fail;
+    predictions normalized, missing ones invalid."""
+    sub = df[df["mode"] == mode] if "mode" in df.columns else df
     sub = sub[sub["gold_type"].notna() & ~_errored(sub)]
     gold = sub["gold_type"].astype(str).str.strip().str.lower()
     raw = sub["pred_type"] if "pred_type" in sub.columns else pd.Series(None, index=sub.index, dtype=object)
@@ -60,14 +61,14 @@ def _labels_of(gold: pd.Series, pred: pd.Series) -> list[str]:
     return sorted((set(gold) | set(pred)) - {INVALID_LABEL})
 
 
-def f1_per_repo(df: pd.DataFrame, labels: Sequence[str] | None = None) -> float:
+def f1_per_repo(df: pd.DataFrame, labels: Sequence[str] | None = None, *, mode: str = "classify") -> float:
     """Macro-F1 per repository, averaged over repositories (the NLBSE issue-report metric), for one model.
 
-    Uses classify rows with a gold type; failed cells are left out; a missing or empty prediction counts
-    as wrong (it never forms a class of its own). Labels per repository: ``labels`` or the sorted union of
-    its gold and predicted types.
+    Uses the rows of ``mode`` (classify, or a label task such as ``priority``) with a gold label; failed
+    cells are left out; a missing or empty prediction counts as wrong (it never forms a class of its own).
+    Labels per repository: ``labels`` (a task's label set) or the sorted union of its gold and predicted ones.
     """
-    rows = _classify_rows(df)
+    rows = _classify_rows(df, mode)
     if rows["model"].nunique() > 1:
         raise ValueError("f1_per_repo takes one model's rows; use classification_report_df for several")
     return _mean_repo_f1(rows, labels)
@@ -85,10 +86,12 @@ def _mean_repo_f1(rows: pd.DataFrame, labels: Sequence[str] | None) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def classification_report_df(df: pd.DataFrame, labels: Sequence[str] | None = None) -> pd.DataFrame:
+def classification_report_df(
+    df: pd.DataFrame, labels: Sequence[str] | None = None, *, mode: str = "classify"
+) -> pd.DataFrame:
     """Per model: cells, accuracy, macro-F1 over all repositories pooled, per-repo-averaged F1
     (:func:`f1_per_repo`), the share of invalid predictions, and one ``f1:<repo>`` column per repository."""
-    rows = _classify_rows(df)
+    rows = _classify_rows(df, mode)
     out = []
     for model, r in rows.groupby("model", sort=True):
         per_repo = _repo_f1(r, labels)

@@ -44,9 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..client.llm_client import LLMClient
     from ..config import load_config
     from ..issues.files import load_issues
-    from ..modes import get_mode
     from ..runs.runner import dataset_label, run_grid
-    from ..tasks.modes import bind_dataset_labels
 
     cfg = load_config(args.config)
     models = args.models or [cfg.default_model]
@@ -57,8 +55,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not issues:
         raise UsageError(f"{args.dataset}: no issues" + (f" in split {args.split!r}" if args.split else ""))
     modes = _mode_names(args.modes)
-    if len(issues) and any(getattr(get_mode(m), "labels_from_dataset", False) for m in modes):
-        bind_dataset_labels(modes, issues)
     if args.estimate or args.budget is not None:
         from ..runs.estimate import estimate_grid
 

@@ -27,6 +27,7 @@ import asyncio
 import functools
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -176,8 +177,8 @@ class LLMClient:
             raise TypeError(f"complete() got unknown parameters: {', '.join(unknown)}")
         if cache not in ("use", "refresh", "off"):
             raise ValueError(f"cache must be 'use', 'refresh' or 'off', not {cache!r}")
-        mode_obj = get_mode(mode) if mode else None
         entry = self.config.routing.get(mode) if (mode and not model) else None
+        mode_obj = self._routed_mode(mode, entry) if mode else None
         if isinstance(entry, dict) and isinstance(entry.get("cascade"), dict):
             from .cascade import complete_cascade  # each step names its model: no recursion
 
@@ -263,6 +264,25 @@ class LLMClient:
         """Run ``coro`` on the client's own loop (a background thread) and wait for its result."""
         return self._background.run(coro)
 
+    @staticmethod
+    def _routed_mode(mode: str, entry: Any) -> Mode:
+        """The mode to answer ``mode`` with: for a task whose routing names a prompt variant, that variant."""
+        asked = get_mode(mode)
+        prompt = entry.get("prompt") if isinstance(entry, dict) else None
+        if not prompt or prompt == asked.prompt or ":" in mode:
+            return asked
+        routed = get_mode(f"{asked.task_name}:{prompt}")
+        recorded = entry.get("prompt_version")
+        if recorded and recorded != routed.version:
+            log.warning(
+                "[routing.%s] chose prompt %r at version %s; the task file now makes version %s (edited since)",
+                mode,
+                prompt,
+                recorded,
+                routed.version,
+            )
+        return routed
+
     def route(self, model: str | None, mode: str | None) -> list[str]:
         """The models to try, in order: the asked model (or the routing for ``mode``, or the default),
         then its fallbacks."""
@@ -306,7 +326,8 @@ class LLMClient:
 
     def _params(self, spec: ModelSpec, mode: Mode | None, overrides: dict[str, Any]) -> dict[str, Any]:
         params: dict[str, Any] = dict(mode.defaults) if mode else {}
-        for key, value in spec.params_for(mode.name if mode else None).items():
+        overrides_for = (mode.name if mode.name in spec.modes else mode.task_name) if mode else None
+        for key, value in spec.params_for(overrides_for).items():
             if value is not None:
                 params[key] = value
         params.update({k: v for k, v in overrides.items() if v is not None})
@@ -331,7 +352,7 @@ class LLMClient:
             messages=messages,
             params=params,
             schema=mode.schema if mode else None,
-            schema_name=mode.name if mode else "answer",
+            schema_name=re.sub(r"[^A-Za-z0-9_-]", "_", mode.name) if mode else "answer",
             mode=mode.name if mode else None,
             issue=issue,
         )

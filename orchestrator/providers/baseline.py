@@ -219,6 +219,21 @@ def answer(mode: str | None, doc: Document) -> str:
     return " ".join([f"The issue reports: {title_text}.", *picked]).strip()
 
 
+def _label_floor(mode: str | None) -> str | None:
+    """For a user's label task, the documented floor: the most common gold label of the run's dev split
+    (bound to the mode before the run, :func:`orchestrator.tasks.modes.bind_to_issues`), else its first
+    label. None for the built-in modes, which keep their rules."""
+    if not mode:
+        return None
+    from ..modes import MODES
+
+    task_mode = MODES.get(mode)
+    if task_mode is None or getattr(task_mode, "variant", None) is None or task_mode.scorer != "label":
+        return None
+    labels = getattr(task_mode, "labels", ())
+    return getattr(task_mode, "floor_label", None) or (labels[0] if labels else None)
+
+
 class BaselineAdapter(Adapter):
     name = "baseline"
 
@@ -226,8 +241,8 @@ class BaselineAdapter(Adapter):
         return True
 
     async def send(self, req: ChatRequest, pool: Any) -> ProviderResponse:
-        doc = _document(req)
-        out = answer(req.mode, doc)
+        floor = _label_floor(req.mode)
+        out = json.dumps({"label": floor}) if floor is not None else answer(req.mode, _document(req))
         # Word counts of what a model would have read stand in for tokens: comparable, never priced.
         prompt = "\n".join(m.content for m in req.chat)
         usage = Usage(input_uncached=len(prompt.split()), output=len(out.split()))

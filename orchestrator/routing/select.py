@@ -50,6 +50,8 @@ OBJECTIVES = ("quality", "cheapest-tied", "quality-under-cost", "quality-per-dol
 # The keys write_routing owns in a [routing.<mode>] table; any other key there (a user's cascade, notes) stays.
 MANAGED_KEYS = (
     "primary",
+    "prompt",
+    "prompt_version",
     "fallbacks",
     "objective",
     "reason",
@@ -83,6 +85,40 @@ class Selection:
     latency_p50: float | None
     n: int
     cascade: dict[str, Any] | None = None
+    prompt: str | None = None  # the task's prompt variant that won with the model (None: a built-in mode)
+    prompt_version: str | None = None
+
+
+# A candidate of a task is a (model, prompt) pair, ranked as one "model" named model + SEP + prompt.
+PROMPT_SEP = "\x1f"
+
+
+def _candidates(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of task variants regrouped so winners are picked per task over (model, prompt) pairs: ``mode``
+    becomes the task and ``model`` the pair. Built-in modes (task = mode, prompt default) are unchanged."""
+    if "task" not in df.columns or "prompt" not in df.columns or df.empty:
+        return df
+    task = df["task"].astype("string").fillna(df["mode"].astype("string"))
+    prompt = df["prompt"].astype("string").fillna("default")
+    variant = (task != df["mode"].astype("string")) | (prompt != "default")
+    if not bool(variant.any()):
+        return df
+    out = df.copy()
+    out.loc[variant, "model"] = (
+        df.loc[variant, "model"].astype(str) + PROMPT_SEP + prompt[variant].astype(str)
+    )
+    out.loc[variant, "mode"] = task[variant]
+    return out
+
+
+def _split_candidate(name: str) -> tuple[str, str | None]:
+    model, sep, prompt = name.partition(PROMPT_SEP)
+    return model, (prompt if sep else None)
+
+
+def _shown(name: str) -> str:
+    model, prompt = _split_candidate(name)
+    return model if prompt is None else f"{model} with prompt {prompt!r}"
 
 
 class Selections(dict):
@@ -191,6 +227,8 @@ def select_winners(
     if min_n < 1:
         raise RoutingError(f"min_n must be >= 1, got {min_n}")
     rows, split_used = split_rows(df, "dev", allow_any_split)
+    versions = _prompt_versions(rows)
+    rows = _candidates(rows)
     table = analysis.summary_table(rows, n_boot=n_boot, seed=seed)
     wanted = list(modes) if modes is not None else sorted({str(m) for m in table["mode"].dropna()})
     out = Selections(split=split_used)
@@ -231,18 +269,35 @@ def select_winners(
             notes.append("excluded: " + ", ".join(excluded))
         cost = to_float(win["cost_per_issue"])
         lat = to_float(win["latency_p50"])
+        model, prompt = _split_candidate(str(win["model"]))
+        fallbacks = [_split_candidate(str(r["model"]))[0] for r in order[1:]]
+        reason = f"{mode}: {win['model']} — " + "; ".join(notes)
+        for r in order:
+            reason = reason.replace(str(r["model"]), _shown(str(r["model"])))
         out[mode] = Selection(
             mode=mode,
-            model=str(win["model"]),
-            fallbacks=[str(r["model"]) for r in order[1 : 1 + n_fallbacks]],
+            model=model,
+            fallbacks=[m for m in dict.fromkeys(fallbacks) if m != model][:n_fallbacks],
             objective=objective,
-            reason=f"{mode}: {win['model']} — " + "; ".join(notes),
+            reason=reason,
             score=float(win["mean"]),
             ci=(float(win["ci_low"]), float(win["ci_high"])),
             cost_per_issue=None if math.isnan(cost) else cost,
             latency_p50=None if math.isnan(lat) else lat,
             n=int(win["n_scored_issues"]),
+            prompt=prompt,
+            prompt_version=versions.get((mode, prompt)) if prompt is not None else None,
         )
+    return out
+
+
+def _prompt_versions(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(task, prompt) -> the prompt version its rows recorded (the newest when a run saw several)."""
+    if not {"task", "prompt", "prompt_version"} <= set(rows.columns):
+        return {}
+    out: dict[tuple[str, str], str] = {}
+    for task, prompt, version in rows[["task", "prompt", "prompt_version"]].dropna().itertuples(index=False):
+        out[(str(task), str(prompt))] = str(version)
     return out
 
 

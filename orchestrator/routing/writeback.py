@@ -35,8 +35,12 @@ def routing_entry(
     if isinstance(when, str):
         when = date.fromisoformat(when)
     if isinstance(selection, Selection):
-        entry: dict[str, Any] = {
-            "primary": selection.model,
+        entry: dict[str, Any] = {"primary": selection.model}
+        if selection.prompt is not None:
+            entry["prompt"] = selection.prompt
+            if selection.prompt_version:
+                entry["prompt_version"] = selection.prompt_version
+        entry |= {
             "fallbacks": list(selection.fallbacks),
             "objective": selection.objective,
             "reason": " ".join(selection.reason.split()),

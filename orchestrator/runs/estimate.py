@@ -390,11 +390,13 @@ def estimate_grid(
     from ..client.llm_client import LLMClient
     from ..client.pricing import expected_cost, worst_case_cost
     from ..config import Config, load_config
-    from ..modes import build_messages, get_mode
+    from ..modes import build_messages
     from .runner import _cells
 
     cfg = config if isinstance(config, Config) else load_config(config)
-    mode_objs = {m: get_mode(m) for m in modes}
+    from ..tasks.modes import bind_to_issues
+
+    mode_objs = bind_to_issues(list(modes), issues)
     specs = {m: cfg.model_spec(m) for m in models}
     history = _History(Path(home) if home is not None else cfg.home)
     # Only builds requests: cache=False opens no cache file, and nothing is ever sent.

@@ -169,6 +169,9 @@ async def run_grid(
         raise ValueError("run_grid: repeats and concurrency must be >= 1")
     for mode in modes:
         get_mode(mode)
+    from ..tasks.modes import bind_to_issues
+
+    bind_to_issues(modes, issues)  # a task's dataset labels and floor label come from the issues run
     own_client = client is None
     client = client or LLMClient(config)
     for model in models:

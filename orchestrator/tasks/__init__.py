@@ -2,12 +2,41 @@
 
 - :mod:`.loader`: read and check task files (:func:`load_task`, :func:`load_tasks`), label schemas,
   variant versions;
-- :mod:`.templates`: the sandboxed Jinja2 templates and their errors (file, variant, field, line).
+- :mod:`.templates`: the sandboxed Jinja2 templates and their errors (file, variant, field, line);
+- :mod:`.modes`: each variant served as a mode (``task`` or ``task:prompt``), bound to a run's issues.
+
+Names load on first use, so the grid can check for task modes without importing Jinja2.
 """
 
 from __future__ import annotations
 
-from .loader import Task, Variant, gold_value, label_schema, load_task, load_tasks
-from .templates import TemplateError
+import importlib
+from typing import Any
 
-__all__ = ["Task", "TemplateError", "Variant", "gold_value", "label_schema", "load_task", "load_tasks"]
+_EXPORTS = {
+    "Task": "loader",
+    "Variant": "loader",
+    "gold_value": "loader",
+    "label_schema": "loader",
+    "load_task": "loader",
+    "load_tasks": "loader",
+    "TemplateError": "templates",
+    "TaskMode": "modes",
+    "bind_to_issues": "modes",
+    "expand": "modes",
+    "register_task": "modes",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

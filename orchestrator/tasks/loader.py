@@ -133,6 +133,8 @@ def load_task(path: str | Path) -> Task:
     if problems:
         raise ConfigError(f"{path}: key 'scorer': {problems[0]}")
     labels, from_dataset = _labels(path, data.get("labels"))
+    if scorer == "label" and labels is None and not from_dataset:
+        raise ConfigError(f"{path}: scorer 'label' needs labels = [...] (or labels = \"dataset\")")
     schema = data.get("schema")
     if schema is not None and not isinstance(schema, dict):
         raise ConfigError(f"{path}: key 'schema': must be a table (a JSON schema)")

@@ -4,7 +4,7 @@ grid, the scorers and the CLI serve a user's task exactly as they serve a built-
 A task's default variant is the mode ``<task>``; every other variant is ``<task>:<variant>``.
 :func:`expand` turns what a user asks for (``priority``: every variant; ``priority:terse``: one) into mode
 names. A task whose labels come from the dataset (``labels = "dataset"``) is bound to a run's labels by
-:func:`bind_dataset_labels` before the run; its version then includes the labels, so a different label set
+:func:`bind_to_issues` before the run; its version then includes the labels, so a different label set
 never reuses a cached answer.
 """
 
@@ -14,14 +14,16 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..modes import MODES, Mode, get_mode, register_mode
 from ..types import Issue, Message
-from .loader import Task, Variant, label_schema
 
-__all__ = ["TaskMode", "bind_dataset_labels", "expand", "register_task"]
+if TYPE_CHECKING:
+    from .loader import Task, Variant
+
+__all__ = ["TaskMode", "bind_to_issues", "expand", "register_task"]
 
 BUILTIN = frozenset(MODES)
 
@@ -34,6 +36,9 @@ class TaskMode(Mode):
     labels: tuple[str, ...] = ()
     labels_from_dataset: bool = False
     path: str = ""
+    floor_label: str | None = (
+        None  # the most common gold label of the run's dev split (the baseline's answer)
+    )
 
     @property
     def version(self) -> str:  # type: ignore[override]
@@ -114,29 +119,39 @@ def expand(names: Iterable[str]) -> list[str]:
     return out
 
 
-def bind_dataset_labels(names: Sequence[str], issues: Sequence[Issue]) -> dict[str, Mode]:
-    """Bind every mode of ``names`` whose task takes its labels from the dataset to the gold values of
-    ``issues`` (sorted), re-registering it; returns the modes by name."""
-    from ..types import Gold
+def bind_to_issues(names: Sequence[str], issues: Sequence[Issue]) -> dict[str, Mode]:
+    """Bind the task modes of ``names`` to the issues of a run, re-registering them: a task whose labels
+    come from the dataset gets the sorted gold values of ``issues``; every label task gets its floor label,
+    the most common gold label of the dev split (ties: the first in label order), which the rule baseline
+    answers. Returns the modes by name."""
+    from collections import Counter
 
     out = {}
     for name in names:
         mode = get_mode(name)
-        if isinstance(mode, TaskMode) and mode.labels_from_dataset:
+        if isinstance(mode, TaskMode) and mode.scorer == "label":
             field = mode.scorer_params.get("field", mode.task)
-            values = {str(v) for i in issues if (v := (i.gold or Gold()).value_of(field)) not in (None, "")}
-            labels = tuple(sorted(values))
-            if not labels:
-                raise ConfigError(
-                    f"{mode.path}: task {mode.task!r}: no issue has a gold {field!r} to take labels from"
-                )
-            params = (
-                {**mode.scorer_params, "labels": list(labels)}
-                if mode.scorer == "label"
-                else mode.scorer_params
-            )
+            golds = [
+                (i, str(v))
+                for i in issues
+                if i.gold is not None and (v := i.gold.value_of(field)) not in (None, "")
+            ]
+            labels = mode.labels
+            if mode.labels_from_dataset:
+                labels = tuple(sorted({v for _, v in golds}))
+                if not labels:
+                    raise ConfigError(
+                        f"{mode.path}: task {mode.task!r}: no issue has a gold {field!r} to take labels from"
+                    )
+            counts = Counter(v for i, v in golds if i.split == "dev" and v in labels)
+            floor = max(labels, key=lambda lab: (counts[lab], -labels.index(lab))) if counts else None
+            params = {**mode.scorer_params, "labels": list(labels)}
+            from .loader import label_schema
+
             mode = register_mode(
-                replace(mode, labels=labels, schema=label_schema(labels), scorer_params=params)
+                replace(
+                    mode, labels=labels, schema=label_schema(labels), scorer_params=params, floor_label=floor
+                )
             )
         out[name] = mode
     return out

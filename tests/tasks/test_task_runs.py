@@ -177,3 +177,170 @@ def test_a_broken_task_file_stops_every_command_with_one_line(tmp_path, server, 
     assert main(["--config", str(cfg), "models"]) == 2
     err = capsys.readouterr().err.strip()
     assert "priority.toml:14 (prompts.terse.user, template line 1)" in err and len(err.splitlines()) == 1
+
+
+GOLD_BY_TITLE = {f"Crash {i}": ["p1", "p2", "p1", "p0"][i % 4] for i in range(1, 7)}
+
+
+def terse_knows(req) -> Action:
+    """The terse prompt (the title alone) gets the right label; the default prompt always says p3."""
+    user = (req.json or {})["messages"][-1]["content"]
+    return Action(content=json.dumps({"label": GOLD_BY_TITLE.get(user, "p3")}))
+
+
+def test_route_picks_model_and_prompt_and_ask_then_uses_the_routed_prompt(tmp_path, capsys, monkeypatch):
+    import tomllib
+
+    monkeypatch.chdir(tmp_path)
+    with FaultServer(script=terse_knows) as srv:
+        cfg = project(tmp_path, srv.url)
+        run = [
+            "--config",
+            str(cfg),
+            "run",
+            "--dataset",
+            "issues.jsonl",
+            "--tasks",
+            "priority",
+            "--run-id",
+            "r",
+        ]
+        assert main(run) == 0
+        assert (
+            main(["--config", str(cfg), "route", "r", "--min-n", "2", "--objective", "quality", "--write"])
+            == 0
+        )
+        out = capsys.readouterr().out
+        assert "openai/stub with prompt 'terse'" in out
+        entry = tomllib.loads(cfg.read_text())["routing"]["priority"]
+        assert (entry["primary"], entry["prompt"]) == ("openai/stub", "terse")
+        terse_rows = [r for r in results(cfg, "r", tmp_path, capsys) if r["prompt"] == "terse"]
+        assert entry["prompt_version"] == terse_rows[0]["prompt_version"]  # provenance: the variant's version
+        issue = tmp_path / "issue.json"
+        issue.write_text(Issue(title="Crash 1", body="It fails.").model_dump_json())
+        n = srv.count()
+        ask = [
+            "--config",
+            str(cfg),
+            "ask",
+            "--task",
+            "priority",
+            "--issue-file",
+            str(issue),
+            "--json",
+            "--no-cache",
+        ]
+        assert main(ask) == 0
+        assert json.loads(capsys.readouterr().out)["parsed"] == {"label": "p2"}
+        assert srv.count() == n + 1 and srv.requests[-1].json["messages"][-1]["content"] == "Crash 1"
+
+
+def test_a_routing_prompt_the_task_lacks_is_a_config_error(tmp_path, server, capsys):
+    cfg = project(tmp_path, server.url)
+    cfg.write_text(cfg.read_text() + '\n[routing.priority]\nprimary = "openai/stub"\nprompt = "loud"\n')
+    assert main(["--config", str(cfg), "models"]) == 2
+    assert "[routing.priority] key 'prompt': task 'priority' has no prompt 'loud'" in capsys.readouterr().err
+
+
+NLBSE_TASK = """name = "nlbse"
+description = "NLBSE'24 issue report classification"
+gold = "label"
+labels = "dataset"
+
+[prompts.default]
+system = "Classify the GitHub issue. Answer {\\"label\\": L}, L one of {{ labels | join(', ') }}."
+user = "{{ issue.title }}\\n\\n{{ issue.body }}"
+"""
+
+
+def nlbse_csv(path: Path) -> None:
+    """A small file shaped like NLBSE'24's (repo, created_at, label, title, body), three labels only."""
+    import csv
+    import random
+
+    rng = random.Random(7)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["repo", "created_at", "label", "title", "body"])
+        for repo in ("facebook/react", "microsoft/vscode", "opencv/opencv"):
+            for i in range(12):
+                label = rng.choice(["bug", "feature", "question"])
+                writer.writerow([repo, "2023-01-01", label, f"{repo} issue {i}", f"body {i} {label[:2]}"])
+
+
+def guessing(req) -> Action:
+    """Answers a label from the title's hash, sometimes 'docs', a label the data lacks."""
+    import hashlib
+
+    user = (req.json or {})["messages"][-1]["content"]
+    pick = ["bug", "feature", "question", "docs"][hashlib.sha256(user.encode()).digest()[0] % 4]
+    return Action(content=json.dumps({"label": pick}))
+
+
+def test_an_nlbse_import_runs_over_its_own_labels_and_f1_matches_sklearn(
+    tmp_path, capsys, monkeypatch, isolated_home
+):
+    from sklearn.metrics import f1_score
+
+    from orchestrator.analysis import f1_per_repo
+    from orchestrator.runs.store import results_df
+
+    monkeypatch.chdir(tmp_path)
+    nlbse_csv(tmp_path / "nlbse.csv")
+    imp = [
+        "issues",
+        "import",
+        "nlbse.csv",
+        "--map",
+        "title=title,body=body,label=gold.label,repo=repo,created_at=created_at",
+    ]
+    assert main([*imp, "-o", "nlbse.jsonl"]) == 0
+    with FaultServer(script=guessing) as srv:
+        cfg = project(tmp_path, srv.url)
+        (tmp_path / "tasks" / "nlbse.toml").write_text(NLBSE_TASK, encoding="utf-8")
+        args = ["--config", str(cfg), "run", "--dataset", "nlbse.jsonl", "--tasks", "nlbse", "--run-id", "n"]
+        assert main(args) == 0
+        enum = srv.requests[0].json["response_format"]["json_schema"]["schema"]["properties"]["label"]["enum"]
+    assert enum == ["bug", "feature", "question"]  # the data's own labels: no 'docs'
+    df = results_df("n", home=isolated_home)
+    assert len(df) == 36
+    predicted = set(df["pred_type"].dropna())
+    assert predicted <= {"bug", "feature", "question"}  # an answer of 'docs' fails the schema: never a label
+    assert df["pred_type"].isna().any() and (df.loc[df["pred_type"].isna(), "score"] == 0).all()
+    ours = f1_per_repo(df, labels=enum, mode="nlbse")
+    per_repo = []
+    for _, rows in df.groupby("repo"):
+        pred = rows["pred_type"].fillna("<invalid>").astype(str)
+        per_repo.append(
+            f1_score(rows["gold_type"].astype(str), pred, average="macro", labels=enum, zero_division=0)
+        )
+    assert abs(ours - sum(per_repo) / len(per_repo)) < 1e-9
+
+
+def test_the_rule_baseline_answers_a_label_task_with_the_dev_majority(tmp_path, server, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = project(tmp_path, server.url)
+    cfg.write_text(cfg.read_text() + '\n[models."baseline/rules"]\nprovider = "baseline"\n')
+    args = ["--config", str(cfg), "run", "--dataset", "issues.jsonl", "--models", "baseline/rules"]
+    assert main([*args, "--tasks", "priority:default", "--run-id", "floor"]) == 0
+    rows = results(cfg, "floor", tmp_path, capsys)
+    # dev issues are #1, #3, #5 with gold p2, p0, p2: the floor is p2, for every issue, dev and test
+    assert {r["pred_type"] for r in rows} == {"p2"} and len(rows) == 6
+    assert sorted(r["score"] for r in rows) == [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+    assert server.count() == 0  # the baseline is local
+
+
+def test_old_results_read_with_their_mode_as_task_and_the_default_prompt(tmp_path, isolated_home):
+    import sqlite3
+
+    from orchestrator.runs.store import ResultStore, default_db_path, results_df
+
+    path = default_db_path(isolated_home)
+    ResultStore(path).close()
+    with sqlite3.connect(path) as conn:  # a row as written before tasks existed: no task, prompt or version
+        conn.execute(
+            "INSERT INTO results (run_id, issue_id, model, mode, repeat, error_type) "
+            "VALUES ('old', 'a#1', 'baseline/rules', 'classify', 0, '')"
+        )
+    df = results_df("old", home=isolated_home)
+    assert (df.loc[0, "task"], df.loc[0, "prompt"]) == ("classify", "default")
