@@ -7,10 +7,12 @@ Where the config comes from, first match wins: an explicit path, ``$ORCHESTRATOR
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 import math
 import os
 import tomllib
+import traceback
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -468,9 +470,41 @@ def _load_task_files(raw: dict[str, Any], cfg_path: Path) -> dict[str, Any]:
     return tasks
 
 
+def _load_scorer_files(raw: dict[str, Any], cfg_path: Path) -> None:
+    """Run the project's scorer files (``[scoring] files = ["scorers.py"]``): Python that registers scorers
+    with ``@orchestrator.scoring.scorer``. This is code that runs with your rights when the config loads,
+    like a conftest.py: list only files you wrote or reviewed."""
+    import importlib.util
+
+    from .resources import is_default_config
+
+    section = raw.get("scoring", {})
+    files = section.get("files", []) if isinstance(section, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise ConfigError(
+            f"{cfg_path}: [scoring] key 'files': a list of Python files, e.g. files = [\"scorers.py\"]"
+        )
+    root = Path.cwd() if is_default_config(cfg_path) else cfg_path.parent
+    for entry in files:
+        path = (root / entry).resolve()
+        if not path.is_file():
+            raise ConfigError(f"{cfg_path}: [scoring] key 'files': {entry!r} is not a file (from {root})")
+        name = "orchestrator_user_scorers_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        try:
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        except Exception as exc:  # the user's code: say where it failed, in one line
+            line = exc.__traceback__.tb_lineno if exc.__traceback__ else "?"
+            frames = traceback.extract_tb(exc.__traceback__)
+            line = next((f.lineno for f in reversed(frames) if Path(f.filename) == path), line)
+            raise ConfigError(f"{path}:{line}: the scorer file failed: {type(exc).__name__}: {exc}") from None
+
+
 def config_from_dict(raw: dict[str, Any], cfg_path: Path) -> Config:
     """Validate an already parsed config mapping (see :func:`load_config`); every problem is reported at once."""
     problems: list[str] = []
+    _load_scorer_files(raw, cfg_path)  # before the task files: a task may name a project scorer
     tasks = _load_task_files(raw, cfg_path)  # first: per-mode overrides and [routing] may name a task
     models: dict[str, ModelSpec] = {}
     raw_models = raw.get("models", {})
@@ -496,7 +530,7 @@ def config_from_dict(raw: dict[str, Any], cfg_path: Path) -> Config:
         default_model = next(iter(raw_models))
     elif default_model not in raw_models:
         problems.append(f"{cfg_path}: [defaults] key 'model': unknown model id {_show(default_model)}")
-    unknown_top = set(raw) - {"models", "defaults", "routing", "tasks"}
+    unknown_top = set(raw) - {"models", "defaults", "routing", "tasks", "scoring"}
     for key in sorted(unknown_top):
         problems.append(f"{cfg_path}: unknown top-level key '{key}'")
     routing = raw.get("routing", {})

@@ -67,7 +67,12 @@ def scorer(name: str, *, description: str = "") -> Callable[[Scorer], Scorer]:
     """Register the decorated function as the scorer ``name`` (a second registration of a name is an error)."""
 
     def register(fn: Scorer) -> Scorer:
-        if name in SCORERS and SCORERS[name].fn is not fn:
+        known = SCORERS.get(name)
+        reloaded = known is not None and (known.fn.__module__, known.fn.__qualname__) == (
+            fn.__module__,
+            fn.__qualname__,
+        )  # a project's scorer file run again by a second load of its config
+        if known is not None and known.fn is not fn and not reloaded:
             raise ValueError(
                 f"a scorer named {name!r} is already registered ({SCORERS[name].fn.__qualname__})"
             )

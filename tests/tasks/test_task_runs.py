@@ -344,3 +344,41 @@ def test_old_results_read_with_their_mode_as_task_and_the_default_prompt(tmp_pat
         )
     df = results_df("old", home=isolated_home)
     assert (df.loc[0, "task"], df.loc[0, "prompt"]) == ("classify", "default")
+
+
+SCORER_FILE = """from orchestrator.scoring import Score, scorer
+
+
+@scorer("shouty", description="the answer is in capitals")
+def shouty(gold, text, parsed, parse_error, *, min_len: int = 1):
+    return Score(1.0 if text.isupper() and len(text) >= min_len else 0.0)
+"""
+
+
+def test_a_project_scorer_file_registers_a_scorer_a_task_can_name(tmp_path, server, capsys, monkeypatch):
+    from orchestrator.scoring import registry
+
+    monkeypatch.setattr(registry, "SCORERS", dict(registry.SCORERS))
+    monkeypatch.chdir(tmp_path)
+    cfg = project(tmp_path, server.url)
+    (tmp_path / "scorers.py").write_text(SCORER_FILE)
+    cfg.write_text(cfg.read_text() + '\n[scoring]\nfiles = ["scorers.py"]\n')
+    (tmp_path / "tasks" / "loud.toml").write_text(
+        'scorer = { name = "shouty", min_len = 3 }\n[prompts.default]\nuser = "{{ issue.title }}"\n'
+    )
+    assert main(["--config", str(cfg), "models"]) == 0  # loads twice in one process: no double registration
+    assert (
+        main(["--config", str(cfg), "run", "--dataset", "issues.jsonl", "--tasks", "loud", "--run-id", "s"])
+        == 0
+    )
+    rows = results(cfg, "s", tmp_path, capsys)
+    assert len(rows) == 6 and {r["score"] for r in rows} == {0.0}  # the stub answers JSON in lower case
+
+
+def test_a_failing_scorer_file_is_one_line_naming_file_and_line(tmp_path, server, capsys):
+    cfg = project(tmp_path, server.url)
+    (tmp_path / "scorers.py").write_text("x = 1\nraise RuntimeError('boom')\n")
+    cfg.write_text(cfg.read_text() + '\n[scoring]\nfiles = ["scorers.py"]\n')
+    assert main(["--config", str(cfg), "models"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "scorers.py:2: the scorer file failed: RuntimeError: boom" in err and len(err.splitlines()) == 1
