@@ -7,6 +7,7 @@ one module per job, and this face re-exports what they call (``from orchestrator
 - :mod:`.benchmark`: the config and issues of a benchmark, its estimate, the run, its header;
 - :mod:`.tables`: summary, paired comparisons, ties, sample answers, errors (escaped Stylers);
 - :mod:`.words`: the summary in words;
+- :mod:`.prompts`: the prompts × models matrix of a task, and the issues that flipped between two prompts;
 - :mod:`.proposal`: the routing proposal and the config diff it would write;
 - :mod:`.compare`: two runs side by side;
 - :mod:`.explore`: one issue at a time, and the explore widget;
@@ -59,6 +60,7 @@ from .html import (
     smoke,
     split_list,
 )
+from .prompts import prompt_flips, prompt_matrix, show_prompt_flips, show_prompt_matrix, styled_prompt_flips
 from .proposal import RoutingProposal, routing_proposal, show_routing
 from .tables import (
     all_comparisons,
@@ -104,6 +106,8 @@ __all__ = [
     "load_issues",
     "paired_runs",
     "project_root",
+    "prompt_flips",
+    "prompt_matrix",
     "relative_label",
     "report_header",
     "resolve_path",
@@ -118,6 +122,8 @@ __all__ = [
     "show_heatmap",
     "show_latency",
     "show_pre",
+    "show_prompt_flips",
+    "show_prompt_matrix",
     "show_routing",
     "show_text",
     "show_text_now",
@@ -125,6 +131,7 @@ __all__ = [
     "split_list",
     "styled_answers",
     "styled_comparisons",
+    "styled_prompt_flips",
     "styled_diff",
     "styled_run_pairs",
     "styled_run_summaries",

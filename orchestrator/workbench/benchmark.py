@@ -84,6 +84,13 @@ class Benchmark:
         return bool((self.df["split"] == "dev").fillna(False).any()) if len(self.df) else False
 
 
+def _task_modes(modes: str | Sequence[str]) -> list[str]:
+    """Mode names for ``modes``: built-in modes, a task file's task (every prompt) or ``task:prompt``."""
+    from ..tasks.modes import expand
+
+    return expand(split_list(modes))
+
+
 def estimate_benchmark(
     dataset: str | os.PathLike[str] = "datasets/sample.jsonl",
     *,
@@ -105,7 +112,7 @@ def estimate_benchmark(
     return estimate_grid(
         load_issues(dataset, split=split, limit=limit, config=cfg),
         split_list(models),
-        split_list(modes),
+        _task_modes(modes),
         repeats=int(repeats),
         config=cfg,
         budget_usd=budget_usd,
@@ -143,7 +150,7 @@ def run_benchmark(
             f"{relative_label(resolve_path(dataset, root), root)}: no issues"
             + (f" in split {split!r}" if split else "")
         )
-    model_ids, mode_names = split_list(models), split_list(modes)
+    model_ids, mode_names = split_list(models), _task_modes(modes)
     label = relative_label(resolve_path(dataset, root), root)
     run_id = run_id or new_run_id()
     client = LLMClient(cfg)

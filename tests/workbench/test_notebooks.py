@@ -440,3 +440,53 @@ def test_report_scrub_replaces_paths_and_keys():
     assert nb.cells[0].outputs[1]["data"]["image/png"] == "iVBOR/srv/proj"  # images untouched
     assert nb.metadata["papermill"]["input_path"] == "notebooks/benchmark.ipynb"
     assert json.dumps(nb).count("/srv/proj") == 1
+
+
+def test_the_report_shows_the_prompts_by_models_matrix_for_a_user_task(tmp_path, isolated_home):
+    """A scratch project with the tasks issue's example task: the benchmark notebook runs it and the
+    rendered report carries the prompts × models matrix, both prompts as rows."""
+    import json as _json
+
+    from orchestrator.types import Gold, Issue
+
+    example = (ROOT / "tests" / "tasks" / "test_task_files.py").read_text()
+    task = example.split('PRIORITY = r"""', 1)[1].split('"""', 1)[0]
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "priority.toml").write_text(task)
+    (tmp_path / "orchestrator.toml").write_text('[models."baseline/rules"]\nprovider = "baseline"\n')
+    issues = [
+        Issue(
+            id=f"a/b#{i}", repo="a/b", number=i, title=f"t{i}", gold=Gold(priority=f"p{i % 3}"), split="dev"
+        )
+        for i in range(1, 13)
+    ]
+    (tmp_path / "issues.jsonl").write_text(
+        "".join(_json.dumps(i.model_dump(mode="json")) + "\n" for i in issues)
+    )
+    params = {"models": "baseline/rules", "modes": "priority", "dataset": "issues.jsonl", "concurrency": 2}
+    result = report.bench(
+        parameters=params, run_id="prompts-matrix", config=tmp_path / "orchestrator.toml", output_dir=tmp_path
+    )
+    html = result.html.read_text()
+    assert "Prompts × models" in html and "★ best of the task" in html  # the matrix, not the note
+    assert "single prompt" not in html
+    assert "issues whose score changed from prompt default to terse" in html  # the flips, with the test
+    nb = nbformat.read(str(result.notebook), as_version=4)
+    assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_prompt_flips_lists_the_changed_issues_with_the_paired_test():
+    import pandas as pd
+
+    rows = []
+    for i in range(8):
+        base = dict(run_id="r", issue_id=f"i{i}", model="m", task="t", repeat=0, error_type="", split="dev")
+        rows.append({**base, "mode": "t", "prompt": "default", "score": float(i % 2)})
+        rows.append({**base, "mode": "t:terse", "prompt": "terse", "score": 1.0})
+    df = pd.DataFrame(rows)
+    flipped, paired = workbench.prompt_flips(df, "t", "default", "terse", "m", n_boot=200)
+    assert list(flipped["issue_id"]) == ["i0", "i2", "i4", "i6"]
+    assert paired.loc[0, "test"] == "mcnemar" and paired.loc[0, "diff"] == -0.5
+    assert paired.loc[0, "p_value"] == pytest.approx(0.125)  # exact McNemar, 4 discordant pairs
+    matrix = workbench.prompt_matrix(df, n_boot=200)
+    assert list(matrix["prompt"]) == ["default", "terse"] and matrix.loc[1, "m"].endswith("★")
