@@ -148,6 +148,7 @@ def _normalize_policy(policy: Any) -> dict[str, _Policy]:
     for mode, spec in policy.items():
         if mode not in MODES:
             raise RoutingError(f"unknown mode {mode!r} in the policy (known: {', '.join(MODES)})")
+        mode = _prompt_mode(mode, spec)  # a task's entry names its prompt: replay that variant's rows
         if isinstance(spec, str):
             out[mode] = _Policy("fixed", [spec])
         elif isinstance(spec, Selection):
@@ -166,6 +167,26 @@ def _normalize_policy(policy: Any) -> dict[str, _Policy]:
         else:
             raise RoutingError(f"policy for {mode!r} is not a model, a routing entry or a cascade: {spec!r}")
     return out
+
+
+def _prompt_mode(mode: str, spec: Any) -> str:
+    """The mode whose rows a task's routing entry replays: the variant its ``prompt`` names (the task's own
+    name for its default variant), else ``mode`` itself."""
+    from ..modes import MODES
+
+    prompt = (
+        spec.prompt
+        if isinstance(spec, Selection)
+        else spec.get("prompt")
+        if isinstance(spec, Mapping)
+        else None
+    )
+    if not prompt:
+        return mode
+    for name, candidate in MODES.items():
+        if getattr(candidate, "task", "") == mode and candidate.prompt == prompt:
+            return name
+    raise RoutingError(f"the policy for {mode!r} names prompt {prompt!r}, which the task does not have")
 
 
 def _pick(cells: list[_Cell], repeat: int) -> _Cell:

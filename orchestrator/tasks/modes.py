@@ -153,5 +153,19 @@ def bind_to_issues(names: Sequence[str], issues: Sequence[Issue]) -> dict[str, M
                     mode, labels=labels, schema=label_schema(labels), scorer_params=params, floor_label=floor
                 )
             )
+        if isinstance(mode, TaskMode):
+            _render_all(mode, issues)
         out[name] = mode
     return out
+
+
+def _render_all(mode: TaskMode, issues: Sequence[Issue]) -> None:
+    """Render the variant for every issue before anything is sent: a field some issue lacks stops the run
+    here, naming the file, variant, line and the issue, instead of failing cells one by one."""
+    from .templates import TemplateError
+
+    for issue in issues:
+        try:
+            mode.messages(issue)
+        except TemplateError as exc:
+            raise TemplateError(f"{exc} (issue {issue.id or issue.title!r})") from None

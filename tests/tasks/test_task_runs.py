@@ -214,6 +214,9 @@ def test_route_picks_model_and_prompt_and_ask_then_uses_the_routed_prompt(tmp_pa
         assert "openai/stub with prompt 'terse'" in out
         entry = tomllib.loads(cfg.read_text())["routing"]["priority"]
         assert (entry["primary"], entry["prompt"]) == ("openai/stub", "terse")
+        assert main(["--config", str(cfg), "replay", "r", "--policy", "config"]) == 0
+        replayed = capsys.readouterr().out
+        assert "priority:terse" in replayed  # the routed variant's test rows are replayed
         terse_rows = [r for r in results(cfg, "r", tmp_path, capsys) if r["prompt"] == "terse"]
         assert entry["prompt_version"] == terse_rows[0]["prompt_version"]  # provenance: the variant's version
         issue = tmp_path / "issue.json"
@@ -382,3 +385,16 @@ def test_a_failing_scorer_file_is_one_line_naming_file_and_line(tmp_path, server
     assert main(["--config", str(cfg), "models"]) == 2
     err = capsys.readouterr().err.strip()
     assert "scorers.py:2: the scorer file failed: RuntimeError: boom" in err and len(err.splitlines()) == 1
+
+
+def test_a_variant_naming_a_gold_field_an_issue_lacks_stops_the_run_before_any_call(tmp_path, server, capsys):
+    text = PRIORITY.replace(
+        'user = "{{ issue.title }}"', 'user = "{{ issue.title }} seen {{ issue.gold.seen }}"'
+    )
+    cfg = project(tmp_path, server.url, text)
+    args = ["--config", str(cfg), "run", "--dataset", str(tmp_path / "issues.jsonl"), "--tasks", "priority"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "priority.toml:14 (prompts.terse.user, template line 1): " in err and "'seen'" in err
+    assert "(issue 'acme/app#1')" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert server.count() == 0
