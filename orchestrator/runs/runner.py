@@ -178,6 +178,9 @@ async def run_grid(
         client.config.model_spec(model)
     if judge_model:
         client.config.model_spec(judge_model)
+    for mode in modes:  # a task judged by its own rubric may name its judge model
+        if get_mode(mode).scorer == "judge" and get_mode(mode).scorer_params.get("model"):
+            client.config.model_spec(get_mode(mode).scorer_params["model"])
     ids = [i.id for i in issues]
     if len(set(ids)) != len(ids):
         raise ValueError("run_grid: duplicate issue ids in the issue set")
@@ -292,7 +295,8 @@ async def _run_locked(
     # call goes out as soon as an answer arrives (scoring and SQLite stay off the critical path).
     finished: asyncio.Queue = asyncio.Queue(maxsize=max(64, 4 * concurrency))
     flush_now = asyncio.Event()  # set when the run ends or the queue is half full: no coalescing wait
-    score_in_worker = judge_model is not None  # judge calls are slow network calls: keep them parallel
+    # judge calls are slow network calls: keep them parallel, in the workers
+    score_in_worker = judge_model is not None or any(get_mode(m).scorer == "judge" for m in modes)
 
     async def worker() -> None:
         for issue, model, mode, repeat in queue:

@@ -47,9 +47,25 @@ async def score_row(
     judge_model: str | None,
     ledger: Any = None,
 ) -> dict[str, Any]:
-    """Score one answer: the mode's scorer, plus the LLM judge for explain when a judge is set."""
+    """Score one answer: the mode's scorer, plus the LLM judge for explain when a judge is set; a task whose
+    scorer is ``judge`` is graded by the judge with its own rubric (its ``model``, else ``judge_model``)."""
+    from ..modes import get_mode
     from ..scoring import judge_explain
 
+    spec = get_mode(mode)
+    if spec.scorer == "judge":
+        model = spec.scorer_params.get("model") or judge_model
+        if not model:
+            details = {"flagged": "judge_error: no judge model (give the task's scorer a model, or --judge)"}
+            return {"score": None, "judge_score": None, "scores": json.dumps(details)}
+        rubric = spec.scorer_params.get("rubric") or None
+        judged = await judge_explain(client, model, issue, text, ledger=ledger, rubric=rubric)
+        details = {**judged.details, **({"flagged": judged.flagged} if judged.flagged else {})}
+        return {
+            "score": judged.value,
+            "judge_score": judged.value,
+            "scores": json.dumps(details, default=str),
+        }
     row = score_sync(issue, mode, text, parsed, parse_error)
     if judge_model and mode == "explain":
         judged = await judge_explain(client, judge_model, issue, text, ledger=ledger)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import redact
 from ..types import Issue, Message
-from .registry import Score
+from .registry import Score, scorer
 
 if TYPE_CHECKING:
     pass
@@ -26,8 +26,9 @@ _JUDGE_ISSUE_CHARS = 4000
 _JUDGE_ANSWER_CHARS = 4000
 
 
-def build_judge_messages(issue: Issue, answer_text: str) -> list[Message]:
-    """The rubric prompt: the issue, the reference key points (if any), and the answer to grade."""
+def build_judge_messages(issue: Issue, answer_text: str, rubric: str | None = None) -> list[Message]:
+    """The rubric prompt: the issue, the reference key points (if any), and the answer to grade. ``rubric``
+    (a task's own, from its file) replaces the explain rubric; the reply format stays the same."""
     body = issue.body if len(issue.body) <= _JUDGE_ISSUE_CHARS else issue.body[:_JUDGE_ISSUE_CHARS] + " [...]"
     points = "\n".join(f"- {k}" for k in issue.gold.key_points) or "(none given)"
     answer = answer_text or ""
@@ -38,7 +39,39 @@ def build_judge_messages(issue: Issue, answer_text: str) -> list[Message]:
         f"Reference key points:\n{points}\n\n<answer>\n{answer}\n</answer>\n\n"
         "Grade the answer. Reply with the JSON object only."
     )
-    return [Message(role="system", content=JUDGE_SYSTEM), Message(role="user", content=user)]
+    system = JUDGE_SYSTEM if rubric is None else rubric.strip() + "\n\n" + RUBRIC_REPLY
+    return [Message(role="system", content=system), Message(role="user", content=user)]
+
+
+# How a task's own rubric is told to reply, so parse_judge_score reads it like the explain rubric's grade.
+RUBRIC_REPLY = (
+    'Reply with one JSON object and nothing else: {"score": n, "reason": "one sentence"}, where score is your '
+    "overall integer grade from 1 (poor) to 5 (excellent)."
+)
+
+
+@scorer(
+    "judge", description="an LLM judge grades the answer 1-5 with the task's rubric (needs a judge model)"
+)
+def score_judge_pending(
+    gold: Any, completion_text: str, parsed: Any, parse_error: Any, *, rubric: str = "", model: str = ""
+) -> Score:
+    """Without a client no judge can be asked: the cell is unscored and flagged. The grid and ``orchestrator
+    score`` call :func:`judge_with_rubric` instead (the judge model: ``model`` here, else ``--judge``)."""
+    return Score(
+        None, {"reason": "the judge scorer needs a judge model and a client"}, "judge_error: not run"
+    )
+
+
+def _check_judge(*, rubric: str = "", model: str = "") -> list[str]:
+    return (
+        []
+        if rubric.strip()
+        else ['scorer \'judge\' needs a rubric: scorer = { name = "judge", rubric = "..." }']
+    )
+
+
+score_judge_pending.check_params = _check_judge  # type: ignore[attr-defined]
 
 
 _SCORE_RE = re.compile(r"(?i)\b(?:overall\s+)?score\b[\"'*\s]*[:=]\s*\"?(-?\d+(?:\.\d+)?)")
@@ -80,7 +113,14 @@ def parse_judge_score(text: str) -> tuple[int | None, str | None]:
 
 
 async def judge_explain(
-    client: Any, judge_model: str, issue: Issue, answer_text: str, *, ledger: Any = None, **params: Any
+    client: Any,
+    judge_model: str,
+    issue: Issue,
+    answer_text: str,
+    *,
+    ledger: Any = None,
+    rubric: str | None = None,
+    **params: Any,
 ) -> Score:
     """Grade an explain answer with an LLM judge (rubric 1-5): value ``(s - 1) / 4``.
 
@@ -88,7 +128,7 @@ async def judge_explain(
     it against the run's budget). A failed call, a budget stop or an unparseable grade gives
     ``value=None`` and ``flagged="judge_error: ..."``; it is never scored silently.
     """
-    messages = build_judge_messages(issue, answer_text)
+    messages = build_judge_messages(issue, answer_text, rubric)
     params.setdefault("temperature", 0.0)
     details: dict[str, Any] = {"judge_model": judge_model}
     try:

@@ -398,3 +398,36 @@ def test_a_variant_naming_a_gold_field_an_issue_lacks_stops_the_run_before_any_c
     assert "priority.toml:14 (prompts.terse.user, template line 1): " in err and "'seen'" in err
     assert "(issue 'acme/app#1')" in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert server.count() == 0
+
+
+def judging(req) -> Action:
+    system = (req.json or {})["messages"][0]["content"]
+    if system.startswith("Is the answer kind?"):
+        return Action(content='{"score": 4, "reason": "kind enough"}')
+    return Action(content="Thank you for the report; we will look at it.")
+
+
+def test_a_judge_task_is_graded_with_its_own_rubric(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with FaultServer(script=judging) as srv:
+        cfg = project(tmp_path, srv.url)
+        (tmp_path / "tasks" / "reply.toml").write_text(
+            'scorer = { name = "judge", rubric = "Is the answer kind?", model = "openai/stub" }\n'
+            '[prompts.default]\nuser = "Reply to: {{ issue.title }}"\n'
+        )
+        args = ["--config", str(cfg), "run", "--dataset", "issues.jsonl", "--tasks", "reply", "--run-id", "j"]
+        assert main(args) == 0
+        judged = [
+            r.json for r in srv.requests if r.json["messages"][0]["content"].startswith("Is the answer")
+        ]
+    rows = results(cfg, "j", tmp_path, capsys)
+    assert {r["score"] for r in rows} == {0.75} and {r["judge_score"] for r in rows} == {0.75}
+    assert len(judged) == 6 and '{"score": n' in judged[0]["messages"][0]["content"]
+    assert "Thank you for the report" in judged[0]["messages"][-1]["content"]  # the answer being graded
+
+
+def test_a_judge_scorer_without_a_rubric_fails_when_the_task_loads(tmp_path, server, capsys):
+    cfg = project(tmp_path, server.url)
+    (tmp_path / "tasks" / "reply.toml").write_text('scorer = "judge"\n[prompts.default]\nuser = "x"\n')
+    assert main(["--config", str(cfg), "models"]) == 2
+    assert "scorer 'judge' needs a rubric" in capsys.readouterr().err
