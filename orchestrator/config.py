@@ -451,7 +451,8 @@ def _load_task_files(raw: dict[str, Any], cfg_path: Path) -> dict[str, Any]:
     section = raw.get("tasks", {})
     if not isinstance(section, dict) or not isinstance(section.get("dirs", []), list):
         raise ConfigError(f"{cfg_path}: [tasks] key 'dirs': a list of folders, e.g. dirs = [\"tasks\"]")
-    root = Path.cwd() if is_default_config(cfg_path) else cfg_path.parent
+    shipped = cfg_path.name == "default.toml" and is_default_config(cfg_path)  # name first: no resolve()
+    root = Path.cwd() if shipped else cfg_path.parent
     folders = [root / "tasks"] if (root / "tasks").is_dir() else []
     for entry in section.get("dirs", []):
         folder = (root / str(entry)).resolve()
@@ -474,6 +475,8 @@ def _load_scorer_files(raw: dict[str, Any], cfg_path: Path) -> None:
     """Run the project's scorer files (``[scoring] files = ["scorers.py"]``): Python that registers scorers
     with ``@orchestrator.scoring.scorer``. This is code that runs with your rights when the config loads,
     like a conftest.py: list only files you wrote or reviewed."""
+    if "scoring" not in raw:
+        return
     import importlib.util
 
     from .resources import is_default_config

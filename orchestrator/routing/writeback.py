@@ -306,7 +306,8 @@ def _atomic_write(path: Path, data: bytes, expected: bytes) -> bool:
         disposable = False
         # tmp now holds what was at path: the quick look catches a rename-save at once, the settled one a
         # write through a descriptor opened before the swap.
-        if Path(tmp).read_bytes() == expected:
+        swapped = Path(tmp).read_bytes()
+        if swapped == expected:
             theirs, quiet = _read_settled(tmp)
             if quiet and theirs == expected:
                 disposable = True
@@ -314,13 +315,23 @@ def _atomic_write(path: Path, data: bytes, expected: bytes) -> bool:
         if not _exchange(renameat2, tmp, path):  # pragma: no cover - it worked a moment ago
             raise OSError(f"cannot swap {tmp} back to {path}")
         ours, quiet = _read_settled(tmp)  # edits made to our version while it was in place
-        if quiet and ours == data:
+        # An editor that read our version while it was in place may have saved that copy over theirs,
+        # now back at path: their last save would then be gone. Keep it when any of its lines is missing.
+        theirs_kept = _keep_bytes_beside(swapped, path) if _lines_missing(swapped, path) else None
+        if quiet and ours == data and theirs_kept is None:
             disposable = True
             return False
+        if quiet and ours == data:
+            disposable = True
+            raise RoutingError(
+                f"{path} was saved over, while the routing was written, with a copy of the routing's version: "
+                f"the edits saved just before it are kept at {theirs_kept}; merge them by hand, then run again"
+            )
         kept = _keep_beside(tmp, path)
+        also = f"; the edits saved just before it are kept at {theirs_kept}" if theirs_kept else ""
         raise RoutingError(
             f"{path} was edited while the routing was written, and so was the routing's version: yours is "
-            f"at {path} (unchanged), the routing's (with any edits made to it meanwhile) is at {kept}; "
+            f"at {path}, the routing's (with any edits made to it meanwhile) is at {kept}{also}; "
             "merge them by hand, or delete it and run again"
         )
     finally:
@@ -401,6 +412,28 @@ def _no_writers(fd: int) -> bool | None:
         return None
     fcntl.fcntl(fd, setlease, unlck)
     return True
+
+
+def _lines_missing(saved: bytes, path: Path) -> bool:
+    """Whether the file at ``path`` lacks a line of ``saved`` (counting repeats): a save was overwritten."""
+    from collections import Counter
+
+    try:
+        now = path.read_bytes()
+    except OSError:
+        return True
+    if now == saved:
+        return False
+    have = Counter(now.splitlines())
+    return any(have[line] < n for line, n in Counter(saved.splitlines()).items())
+
+
+def _keep_bytes_beside(content: bytes, path: Path) -> Path:
+    """Write ``content`` to a new ``<path>.routing-conflict`` file (see :func:`_keep_beside`)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".kept")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(content)
+    return _keep_beside(tmp, path)
 
 
 def _keep_beside(tmp: str, path: Path) -> Path:

@@ -111,13 +111,12 @@ def _edits(*texts: str) -> set[int]:
     return {int(m) for text in texts for m in EDIT.findall(text)}
 
 
-def _conflict(exc: RoutingError) -> Path | None:
-    """The conflict file a RoutingError names (it must exist), or None."""
-    named = re.search(r"(\S+\.routing-conflict[\w.]*)", str(exc))
-    if named is None:
-        return None
-    assert Path(named.group(1)).is_file(), exc
-    return Path(named.group(1))
+def _conflicts(exc: RoutingError) -> list[Path]:
+    """The conflict files a RoutingError names (each must exist); empty when it names none."""
+    named = [Path(n.rstrip(";,")) for n in re.findall(r"(\S+\.routing-conflict[\w.]*)", str(exc))]
+    for path in named:
+        assert path.is_file(), exc
+    return named
 
 
 def _config(tmp_path: Path) -> Path:
@@ -142,9 +141,9 @@ def test_no_edit_is_lost_while_routing_is_written_in_a_loop(tmp_path, how, caplo
             try:
                 write_routing(cfg, sel, PROV, write=True)
             except RoutingError as exc:
-                named = _conflict(exc)
+                named = _conflicts(exc)
                 if named:
-                    conflicts.append(named)
+                    conflicts += named
                 else:
                     assert "being edited" in str(exc) and "nothing was written" in str(exc), exc
                     refused += 1
@@ -179,11 +178,11 @@ def test_a_file_that_never_stops_changing_is_refused(tmp_path):
             try:
                 write_routing(cfg, SEL_A if i % 2 == 0 else SEL_B, PROV, write=True)
             except RoutingError as exc:
-                named = _conflict(exc)
+                named = _conflicts(exc)
                 if not named:
                     refusal = exc
                     break
-                conflicts.append(named)
+                conflicts += named
     assert refusal is not None, "20 calls written while the file never stopped changing"
     assert "being edited" in str(refusal) and "nothing was written" in str(refusal), refusal
     final = cfg.read_text(encoding="utf-8")
@@ -234,7 +233,7 @@ def test_when_both_versions_were_edited_both_are_kept(tmp_path, monkeypatch):
     _racing_exchange(monkeypatch, "# edit 1\n", "# edit 2\n")
     with pytest.raises(RoutingError, match="routing-conflict") as info:
         write_routing(cfg, SEL_A, PROV, write=True)
-    kept = _conflict(info.value)
+    [kept] = _conflicts(info.value)
     assert kept == tmp_path / "orchestrator.toml.routing-conflict"
     assert cfg.read_text(encoding="utf-8") == original + "# edit 1\n"  # the user's, untouched
     ours = kept.read_text(encoding="utf-8")
@@ -245,9 +244,42 @@ def test_when_both_versions_were_edited_both_are_kept(tmp_path, monkeypatch):
     _racing_exchange(monkeypatch, "# edit 3\n", "# edit 4\n")
     with pytest.raises(RoutingError) as info:
         write_routing(cfg, SEL_A, PROV, write=True)
-    assert _conflict(info.value) == tmp_path / "orchestrator.toml.routing-conflict.1"
+    assert _conflicts(info.value) == [tmp_path / "orchestrator.toml.routing-conflict.1"]
     assert kept.read_text(encoding="utf-8") == ours
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_save_of_our_version_over_the_restored_file_keeps_the_edit_it_would_drop(tmp_path, monkeypatch):
+    """Edit 1 is saved (by rename) just before the swap; while our version is in place an editor reads it,
+    and right after the swap back it saves that copy (plus edit 2) over the file. Edit 1 is then nowhere
+    in the file: it is kept beside it and the error says where."""
+    cfg = _config(tmp_path)
+    real = routing._exchange
+    calls: list[int] = []
+    seen: list[str] = []
+
+    def exchange(fn, a, b) -> bool:
+        calls.append(1)
+        b = str(b)
+        if len(calls) == 1:  # a rename-save lands just before our swap
+            text = Path(b).read_text(encoding="utf-8")
+            Path(b + ".ed").write_text(text + "# edit 1\n", encoding="utf-8")
+            os.replace(b + ".ed", b)
+        ok = real(fn, a, b)
+        if len(calls) == 1:  # the editor reads what is at the path now: our version
+            seen.append(Path(b).read_text(encoding="utf-8"))
+        if len(calls) == 2:  # after the swap back, it saves that copy over the restored file
+            Path(b + ".ed").write_text(seen[0] + "# edit 2\n", encoding="utf-8")
+            os.replace(b + ".ed", b)
+        return ok
+
+    monkeypatch.setattr(routing, "_exchange", exchange)
+    with pytest.raises(RoutingError, match="saved over") as info:
+        write_routing(cfg, SEL_A, PROV, write=True)
+    [kept] = _conflicts(info.value)
+    assert "# edit 1\n" in kept.read_text(encoding="utf-8")  # the save that would have been lost
+    assert "# edit 2\n" in cfg.read_text(encoding="utf-8")
+    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob(".*.kept"))
 
 
 def test_a_writer_holding_the_old_file_open_across_the_swap_is_waited_for(tmp_path, monkeypatch):
