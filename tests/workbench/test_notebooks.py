@@ -76,7 +76,27 @@ def report_params() -> dict:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
+def _project_with_a_user_task(tmp_path: Path) -> Path:
+    """A copy of this project (config, notebooks, sample issues) with the tasks issue's example task file
+    beside the config, so the notebooks run with a user task registered."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "notebooks", project / "notebooks")
+    (project / "datasets").mkdir()
+    shutil.copy(ROOT / "datasets" / "sample.jsonl", project / "datasets" / "sample.jsonl")
+    shutil.copy(ROOT / "orchestrator.toml", project / "orchestrator.toml")
+    example = (ROOT / "tests" / "tasks" / "test_task_files.py").read_text()
+    (project / "tasks").mkdir()
+    (project / "tasks" / "priority.toml").write_text(
+        example.split('PRIORITY = r"""', 1)[1].split('"""', 1)[0]
+    )
+    return project
+
+
 def test_every_notebook_executes_under_nbval(tmp_path):
+    """The three notebooks, in a copy of the project that has a user task file (tasks/priority.toml)."""
+    project = _project_with_a_user_task(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "ORCHESTRATOR_CONFIG"}
     env.update(
         ORCHESTRATOR_NB_SMOKE="1", ORCHESTRATOR_HOME=str(tmp_path / "home"), ORCHESTRATOR_PROGRESS="off"
@@ -94,11 +114,14 @@ def test_every_notebook_executes_under_nbval(tmp_path):
         "addopts=",
         "--timeout=900",
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1400)
+    proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=1400)
     print(proc.stdout[-6000:])
     print(proc.stderr[-3000:], file=sys.stderr)
     assert proc.returncode == 0, "nbval failed (output above)"
     assert " passed" in proc.stdout
+    from orchestrator.config import load_config
+
+    assert "priority" in load_config(project / "orchestrator.toml").tasks  # the config the notebooks loaded
     # each notebook made its runs in the temporary home, not in the project's database
     store = ResultStore(default_db_path(tmp_path / "home"))
     try:
