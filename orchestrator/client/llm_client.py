@@ -36,7 +36,7 @@ from typing import Any, Literal, TypeVar
 
 from .. import errors as E
 from ..config import Config, ModelSpec, load_config
-from ..modes import Mode, build_messages, get_mode, parse_structured
+from ..modes import Mode, build_messages, parse_structured
 from ..providers import check_call_params, get_adapter
 from ..providers.base import ChatRequest, ProviderResponse
 from ..providers.http import HttpPool
@@ -54,6 +54,7 @@ from .retry import (
     transport_error,
     transport_errors,
 )
+from .route import model_chain, routed_mode
 from .safety import make_safe, register_config_secrets, safe_messages
 from .sync import BackgroundLoop
 
@@ -178,7 +179,7 @@ class LLMClient:
         if cache not in ("use", "refresh", "off"):
             raise ValueError(f"cache must be 'use', 'refresh' or 'off', not {cache!r}")
         entry = self.config.routing.get(mode) if (mode and not model) else None
-        mode_obj = self._routed_mode(mode, entry) if mode else None
+        mode_obj = routed_mode(mode, entry) if mode else None
         if isinstance(entry, dict) and isinstance(entry.get("cascade"), dict):
             from .cascade import complete_cascade  # each step names its model: no recursion
 
@@ -264,41 +265,9 @@ class LLMClient:
         """Run ``coro`` on the client's own loop (a background thread) and wait for its result."""
         return self._background.run(coro)
 
-    @staticmethod
-    def _routed_mode(mode: str, entry: Any) -> Mode:
-        """The mode to answer ``mode`` with: for a task whose routing names a prompt variant, that variant."""
-        asked = get_mode(mode)
-        prompt = entry.get("prompt") if isinstance(entry, dict) else None
-        if not prompt or prompt == asked.prompt or ":" in mode:
-            return asked
-        routed = get_mode(f"{asked.task_name}:{prompt}")
-        recorded = entry.get("prompt_version")
-        if recorded and recorded != routed.version:
-            log.warning(
-                "[routing.%s] chose prompt %r at version %s; the task file now makes version %s (edited since)",
-                mode,
-                prompt,
-                recorded,
-                routed.version,
-            )
-        return routed
-
     def route(self, model: str | None, mode: str | None) -> list[str]:
-        """The models to try, in order: the asked model (or the routing for ``mode``, or the default),
-        then its fallbacks."""
-        if model:
-            spec = self.config.model_spec(model)
-            return _dedupe([model, *spec.fallbacks])
-        entry = self.config.routing.get(mode) if mode else None
-        if isinstance(entry, dict) and entry.get("primary"):
-            primary = str(entry["primary"])
-            self.config.model_spec(primary)
-            fallbacks = [str(m) for m in entry.get("fallbacks", [])]
-            for fb in fallbacks:
-                self.config.model_spec(fb)
-            return _dedupe([primary, *fallbacks, *self.config.model_spec(primary).fallbacks])
-        default = self.config.default_model
-        return _dedupe([default, *self.config.model_spec(default).fallbacks])
+        """The models to try, in order (see :func:`orchestrator.client.route.model_chain`)."""
+        return model_chain(self.config, model, mode)
 
     async def aclose(self) -> None:
         await self.pool.aclose()
@@ -606,7 +575,3 @@ class LLMClient:
             f"every model in the chain failed ({summary})", errors=failures, model=model
         )
         return cls._annotate(err, tried, sent, spend)
-
-
-def _dedupe(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))

@@ -179,8 +179,9 @@ async def run_grid(
     if judge_model:
         client.config.model_spec(judge_model)
     for mode in modes:  # a task judged by its own rubric may name its judge model
-        if get_mode(mode).scorer == "judge" and get_mode(mode).scorer_params.get("model"):
-            client.config.model_spec(get_mode(mode).scorer_params["model"])
+        rubric_judge = get_mode(mode).scorer_params.get("model") if get_mode(mode).scorer == "judge" else None
+        if rubric_judge:
+            client.config.model_spec(rubric_judge)
     ids = [i.id for i in issues]
     if len(set(ids)) != len(ids):
         raise ValueError("run_grid: duplicate issue ids in the issue set")
