@@ -416,6 +416,17 @@ def _routing_problems(cfg_path: Path, mode: str, entry: Any, known: dict[str, An
             problems.append(f"{where} key 'cascade.models': a cascade needs models = [cheap, ..., strong]")
         else:
             named += [("cascade.models", m) for m in models]
+        steps = cascade.get("prompts")
+        if steps is not None:
+            if not isinstance(steps, list) or not isinstance(models, list) or len(steps) != len(models):
+                problems.append(
+                    f"{where} key 'cascade.prompts': one prompt variant per model in cascade.models "
+                    f"(got {_show(steps)})"
+                )
+            else:
+                problems += [
+                    p for step in steps if (p := _prompt_problem(where, "cascade.prompts", mode, step))
+                ]
         threshold = cascade.get("threshold")
         number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
         if threshold is not None and not (number and 0 <= threshold <= 1):  # NaN fails the range too
@@ -425,22 +436,24 @@ def _routing_problems(cfg_path: Path, mode: str, entry: Any, known: dict[str, An
     if primary is None and cascade is None:
         problems.append(f'{where}: needs primary = "<provider>/<name>" (or a cascade table)')
     prompt = entry.get("prompt")
-    if prompt is not None:
-        from .modes import MODES
-
-        prompts = [m.prompt for m in MODES.values() if getattr(m, "task", "") == mode]
-        if not prompts:
-            problems.append(
-                f"{where} key 'prompt': {mode!r} is not a task with prompt variants (a task file)"
-            )
-        elif prompt not in prompts:
-            problems.append(
-                f"{where} key 'prompt': task {mode!r} has no prompt {_show(prompt)} (its prompts: {', '.join(prompts)})"
-            )
+    if prompt is not None and (problem := _prompt_problem(where, "prompt", mode, prompt)):
+        problems.append(problem)
     for key, model_id in named:
         if model_id not in known:
             problems.append(f"{where} key '{key}': unknown model id {_show(model_id)}")
     return problems
+
+
+def _prompt_problem(where: str, key: str, mode: str, prompt: Any) -> str | None:
+    """Why ``prompt`` is not a prompt variant of the task ``mode`` (None when it is)."""
+    from .modes import MODES
+
+    prompts = [m.prompt for m in MODES.values() if getattr(m, "task", "") == mode]
+    if not prompts:
+        return f"{where} key '{key}': {mode!r} is not a task with prompt variants (a task file)"
+    if prompt not in prompts:
+        return f"{where} key '{key}': task {mode!r} has no prompt {_show(prompt)} (its prompts: {', '.join(prompts)})"
+    return None
 
 
 def _load_task_files(raw: dict[str, Any], cfg_path: Path) -> dict[str, Any]:
@@ -462,10 +475,11 @@ def _load_task_files(raw: dict[str, Any], cfg_path: Path) -> dict[str, Any]:
             folders.append(folder)
     if not folders:
         return {}
+    from .tasks.builtin import SHIPPED
     from .tasks.loader import load_tasks  # Jinja2 loads only for a project that has task files
     from .tasks.modes import register_task
 
-    tasks = load_tasks(folders)
+    tasks = load_tasks(folders, shipped=SHIPPED)  # a file named like a shipped task adds prompts to it
     for task in tasks.values():
         register_task(task)
     return tasks

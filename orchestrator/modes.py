@@ -1,7 +1,10 @@
 """Prompt modes: a system prompt, a user template over an Issue, defaults, an output schema, a version.
 
-A mode's ``version`` is a hash of everything that shapes its prompt, so results and cache entries
-from an older prompt are never confused with a newer one.
+The registry :data:`MODES` holds every prompt the client can serve by name: the variants of the shipped
+tasks (``classify``, ``explain``, ``fix``, ``summarize``, task files in ``orchestrator/tasks/builtin``),
+then those of a project's task files, registered when its config loads. A mode's ``version`` is a hash of
+everything that shapes its prompt, so results and cache entries from an older prompt are never confused
+with a newer one.
 """
 
 from __future__ import annotations
@@ -13,18 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .types import ISSUE_TYPES, SEVERITIES, Issue, Message
-
-CLASSIFY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "type": {"type": "string", "enum": list(ISSUE_TYPES)},
-        "component": {"type": "string"},
-        "severity": {"type": "string", "enum": list(SEVERITIES)},
-    },
-    "required": ["type", "component", "severity"],
-    "additionalProperties": False,
-}
+from .types import Issue, Message
 
 # Bodies longer than this are cut in prompts (head and tail kept): a 135M model has a 2k-8k window
 # and long logs carry their signal at the ends.
@@ -86,64 +78,7 @@ def issue_fields(issue: Issue) -> dict[str, str]:
     }
 
 
-_ISSUE_BLOCK = (
-    "Repository: {repo}\nIssue #{number}: {title}\nLabels: {labels}\n\n"
-    "Description:\n{body}\n\nComments:\n{comments}\n"
-)
-
-EXPLAIN = Mode(
-    name="explain",
-    system_prompt=(
-        "You are a senior maintainer triaging GitHub issues. Explain the issue to a teammate who has not "
-        "read it: what the reporter observed, what they expected, the most likely cause, and what "
-        "information is still missing. Be concrete and brief (at most 150 words)."
-    ),
-    user_template=_ISSUE_BLOCK + "\nExplain this issue.",
-    defaults={"temperature": 0.7},
-    scorer="key_points",
-)
-
-FIX = Mode(
-    name="fix",
-    system_prompt=(
-        "You are a senior maintainer. Propose a fix for the GitHub issue: name the files to change "
-        "(full paths from the repository root), explain the change in two or three sentences, and give "
-        "the change as a unified diff or a code block. If it is not a bug, say what should change instead."
-    ),
-    user_template=_ISSUE_BLOCK + "\nPropose a fix.",
-    defaults={"temperature": 0.0},
-    scorer="files",
-)
-
-CLASSIFY = Mode(
-    name="classify",
-    system_prompt=(
-        "You label GitHub issues. Answer with one JSON object and nothing else: "
-        '{"type": one of "bug", "feature", "question", "docs"; '
-        '"component": the part of the project concerned, one or two lowercase words; '
-        '"severity": one of "low", "medium", "high", "critical"}. '
-        "bug = something behaves wrongly; feature = a request for new behaviour; question = the reporter "
-        "asks how to do something; docs = the documentation is missing, wrong or unclear."
-    ),
-    user_template=_ISSUE_BLOCK + "\nReturn the JSON label.",
-    defaults={"temperature": 0.0},
-    schema=CLASSIFY_SCHEMA,
-    scorer="label",
-)
-
-SUMMARIZE = Mode(
-    name="summarize",
-    system_prompt=(
-        "You summarize GitHub issues for a weekly triage digest. Write one paragraph of two to four "
-        "sentences: the problem or request, where in the project it sits, and its current state. "
-        "No preamble."
-    ),
-    user_template=_ISSUE_BLOCK + "\nSummarize this issue in one paragraph.",
-    defaults={"temperature": 0.2},
-    scorer="chrf",
-)
-
-MODES: dict[str, Mode] = {m.name: m for m in (EXPLAIN, FIX, CLASSIFY, SUMMARIZE)}
+MODES: dict[str, Mode] = {}  # filled at the end of this module with the shipped tasks
 
 # How tables, figures and reports list modes: label answers first, free text last.
 DISPLAY_ORDER = ("classify", "summarize", "fix", "explain")
@@ -229,3 +164,17 @@ def validate_against(value: dict[str, Any], schema: dict[str, Any]) -> str | Non
         if "enum" in spec and item not in spec["enum"]:
             return f"field {key!r} must be one of {spec['enum']}, got {item!r}"
     return None
+
+
+def _register_shipped() -> None:
+    from .tasks.builtin import load_shipped
+    from .tasks.modes import register_task
+
+    for task in load_shipped().values():
+        register_task(task)
+
+
+_register_shipped()
+
+# classify's output schema (type, component, severity), as its task file declares it
+CLASSIFY_SCHEMA: dict[str, Any] = MODES["classify"].schema or {}

@@ -230,6 +230,8 @@ def _label_floor(mode: str | None) -> str | None:
     task_mode = MODES.get(mode)
     if task_mode is None or getattr(task_mode, "variant", None) is None or task_mode.scorer != "label":
         return None
+    if getattr(task_mode, "shipped", False):
+        return None  # classify (and a project's extra prompts for it) keeps the rules
     labels = getattr(task_mode, "labels", ())
     return getattr(task_mode, "floor_label", None) or (labels[0] if labels else None)
 
@@ -242,7 +244,8 @@ class BaselineAdapter(Adapter):
 
     async def send(self, req: ChatRequest, pool: Any) -> ProviderResponse:
         floor = _label_floor(req.mode)
-        out = json.dumps({"label": floor}) if floor is not None else answer(req.mode, _document(req))
+        task = req.mode.partition(":")[0] if req.mode else None  # classify:mine answers as classify
+        out = json.dumps({"label": floor}) if floor is not None else answer(task, _document(req))
         # Word counts of what a model would have read stand in for tokens: comparable, never priced.
         prompt = "\n".join(m.content for m in req.chat)
         usage = Usage(input_uncached=len(prompt.split()), output=len(out.split()))

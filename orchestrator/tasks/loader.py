@@ -22,11 +22,12 @@ changes another's version, and editing one character changes its own. Every prob
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from ..errors import ConfigError
 from ..types import Issue, Message
 from .templates import PromptTemplate, Where, compile_template
 
-__all__ = ["Task", "Variant", "label_schema", "load_task", "load_tasks"]
+__all__ = ["Task", "Variant", "label_schema", "load_task", "load_tasks", "task_from_data"]
 
 TASK_KEYS = frozenset({"name", "description", "gold", "labels", "schema", "scorer", "defaults", "prompts"})
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -60,9 +61,20 @@ class Variant:
     user: PromptTemplate
     version: str
 
+    @functools.cached_property
+    def _names(self) -> frozenset[str]:
+        return self.system.names | self.user.names
+
     def messages(self, issue: Issue, labels: Sequence[str] = ()) -> list[Message]:
         """The chat messages for ``issue``; a missing field is a TemplateError naming file, variant and line."""
-        context = {"issue": issue.model_dump(mode="json"), "labels": list(labels), "task": self.task}
+        names = self._names
+        context: dict[str, Any] = {"labels": list(labels), "task": self.task}
+        if "issue" in names:
+            context["issue"] = issue.model_dump(mode="json")
+        if "fields" in names:
+            from ..modes import issue_fields
+
+            context["fields"] = issue_fields(issue)
         system = self.system.render(context)
         user = self.user.render(context)
         out = [Message(role="user", content=user)]
@@ -84,6 +96,7 @@ class Task:
     schema: dict[str, Any] | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, Variant] = field(default_factory=dict)
+    shipped: bool = False  # one of the package's own tasks (orchestrator/tasks/builtin), or one extending it
 
     def variant(self, name: str | None = None) -> Variant:
         """The variant ``name`` (default: ``default``, else the first declared)."""
@@ -110,13 +123,29 @@ def gold_value(issue: Issue, name: str) -> Any:
     return issue.gold.value_of(name) if issue.gold is not None else None
 
 
-def load_task(path: str | Path) -> Task:
-    """Load and check one task file (every template is compiled now, so errors show before any call)."""
+def load_task(path: str | Path, *, shipped: dict[str, Task] | None = None) -> Task:
+    """Load and check one task file (every template is compiled now, so errors show before any call).
+
+    A file named like one of the ``shipped`` tasks adds prompt variants to it: it may repeat the task's other
+    keys only with the same values, and may not redefine a shipped variant.
+    """
     from ..config import read_toml
 
     path = Path(path)
     data = read_toml(path)
     text = path.read_text(encoding="utf-8-sig", errors="replace")
+    base = (shipped or {}).get(data.get("name", path.stem))
+    if base is not None:
+        return _extend(base, path, data, text)
+    return task_from_data(path, data, text)
+
+
+def task_from_data(
+    path: Path, data: dict[str, Any], text: str, *, shipped: bool = False, pins: dict[str, str] | None = None
+) -> Task:
+    """The task a file's parsed ``data`` (and its ``text``, for line numbers) declares. A ``shipped`` task's
+    templates compile on first use and its scorer is not checked here (the tests do both); ``pins`` maps a
+    variant's content version to the version results recorded before tasks were files."""
     unknown = sorted(set(data) - TASK_KEYS)
     if unknown:
         raise ConfigError(
@@ -127,11 +156,12 @@ def load_task(path: str | Path) -> Task:
         raise ConfigError(f"{path}: key 'name': {name!r} must be lowercase letters, digits, '-' or '_'")
     gold = _string(path, data, "gold", default=name)
     scorer, params = _scorer(path, data.get("scorer", "label" if "labels" in data else None))
-    from ..scoring import check_params
+    if not shipped:
+        from ..scoring import check_params
 
-    problems = check_params(scorer, params)
-    if problems:
-        raise ConfigError(f"{path}: key 'scorer': {problems[0]}")
+        problems = check_params(scorer, params)
+        if problems:
+            raise ConfigError(f"{path}: key 'scorer': {problems[0]}")
     labels, from_dataset = _labels(path, data.get("labels"))
     if scorer == "label" and labels is None and not from_dataset:
         raise ConfigError(f"{path}: scorer 'label' needs labels = [...] (or labels = \"dataset\")")
@@ -146,21 +176,10 @@ def load_task(path: str | Path) -> Task:
     prompts = data.get("prompts")
     if not isinstance(prompts, dict) or not prompts:
         raise ConfigError(f"{path}: no prompt variant: add a [prompts.default] table with system and user")
-    variants = {}
-    for variant, table in prompts.items():
-        if not isinstance(table, dict) or not isinstance(table.get("user"), str):
-            raise ConfigError(f"{path}: [prompts.{variant}]: needs a string 'user' (and optionally 'system')")
-        extra = sorted(set(table) - {"system", "user"})
-        if extra:
-            raise ConfigError(f"{path}: [prompts.{variant}]: unknown key {', '.join(repr(k) for k in extra)}")
-        system_src, user_src = str(table.get("system", "")), table["user"]
-        system = compile_template(
-            system_src, Where(path, variant, "system", _line_of(text, variant, "system"))
-        )
-        user = compile_template(user_src, Where(path, variant, "user", _line_of(text, variant, "user")))
-        shaping = [system_src, user_src, labels, from_dataset, schema, defaults]
-        version = hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        variants[variant] = Variant(name, variant, system, user, version)
+    variants = _variants(path, text, name, prompts, [labels, from_dataset, schema, defaults], lazy=shipped)
+    for variant_name, variant in variants.items():
+        if pins and variant.version in pins:
+            variants[variant_name] = replace(variant, version=pins[variant.version])
     return Task(
         name=name,
         path=path,
@@ -173,15 +192,79 @@ def load_task(path: str | Path) -> Task:
         schema=schema,
         defaults=dict(defaults),
         variants=variants,
+        shipped=shipped,
     )
 
 
-def load_tasks(folders: Iterable[str | Path]) -> dict[str, Task]:
-    """Every ``*.toml`` task in ``folders`` (sorted by file name); two files naming one task is an error."""
+def _variants(
+    path: Path, text: str, task: str, prompts: dict[str, Any], shaping: list[Any], *, lazy: bool = False
+) -> dict[str, Variant]:
+    """The ``[prompts.*]`` tables as variants; ``shaping`` is what else shapes a prompt (labels, schema,
+    defaults), hashed with the two templates into each variant's version."""
+    variants = {}
+    for variant, table in prompts.items():
+        if not isinstance(table, dict) or not isinstance(table.get("user"), str):
+            raise ConfigError(f"{path}: [prompts.{variant}]: needs a string 'user' (and optionally 'system')")
+        extra = sorted(set(table) - {"system", "user"})
+        if extra:
+            raise ConfigError(f"{path}: [prompts.{variant}]: unknown key {', '.join(repr(k) for k in extra)}")
+        system_src, user_src = str(table.get("system", "")), table["user"]
+        system = compile_template(
+            system_src, Where(path, variant, "system", _line_of(text, variant, "system")), lazy=lazy
+        )
+        user = compile_template(
+            user_src, Where(path, variant, "user", _line_of(text, variant, "user")), lazy=lazy
+        )
+        blob = json.dumps([system_src, user_src, *shaping], sort_keys=True, default=str)
+        variants[variant] = Variant(
+            task, variant, system, user, hashlib.sha256(blob.encode()).hexdigest()[:12]
+        )
+    return variants
+
+
+def _extend(base: Task, path: Path, data: dict[str, Any], text: str) -> Task:
+    """``base`` (a shipped task) with the prompt variants of the project file at ``path`` added."""
+    unknown = sorted(set(data) - TASK_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key {', '.join(repr(k) for k in unknown)} (known: {', '.join(sorted(TASK_KEYS))})"
+        )
+    declared = {
+        "gold": base.gold,
+        "labels": list(base.labels) if base.labels else None,
+        "schema": base.schema,
+        "defaults": base.defaults,
+        "scorer": base.scorer if not base.scorer_params else {"name": base.scorer, **base.scorer_params},
+    }
+    for key, value in declared.items():
+        if key in data and data[key] != value and not (key == "scorer" and data[key] == base.scorer):
+            raise ConfigError(
+                f"{path}: key {key!r}: the shipped task {base.name!r} fixes its {key} (its results stay "
+                "comparable); add prompts here, or give your task another name to change it"
+            )
+    prompts = data.get("prompts")
+    if not isinstance(prompts, dict) or not prompts:
+        raise ConfigError(
+            f"{path}: no prompt variant: a file extending {base.name!r} adds [prompts.<name>] tables"
+        )
+    clash = sorted(set(prompts) & set(base.variants))
+    if clash:
+        raise ConfigError(
+            f"{path}: [prompts.{clash[0]}]: the shipped task {base.name!r} already has this prompt; "
+            "give yours another name (e.g. [prompts.mine])"
+        )
+    shaping = [base.labels, base.labels_from_dataset, base.schema, base.defaults]
+    added = _variants(path, text, base.name, prompts, shaping)
+    return replace(base, variants={**base.variants, **added})
+
+
+def load_tasks(folders: Iterable[str | Path], *, shipped: dict[str, Task] | None = None) -> dict[str, Task]:
+    """Every ``*.toml`` task in ``folders`` (sorted by file name); two files naming one task is an error. A
+    file named like a ``shipped`` task extends it (see :func:`load_task`)."""
     tasks: dict[str, Task] = {}
     for folder in folders:
         for path in sorted(Path(folder).glob("*.toml")):
-            task = load_task(path)
+            task = load_task(path, shipped=shipped)
             if task.name in tasks:
                 raise ConfigError(f"{path}: task {task.name!r} is already defined in {tasks[task.name].path}")
             tasks[task.name] = task

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["TaskMode", "bind_to_issues", "expand", "register_task"]
 
-BUILTIN = frozenset(MODES)
-
 
 @dataclass(frozen=True)
 class TaskMode(Mode):
@@ -35,6 +33,7 @@ class TaskMode(Mode):
     variant: Variant | None = None
     labels: tuple[str, ...] = ()
     labels_from_dataset: bool = False
+    shipped: bool = False  # a variant of a shipped task (its labels, schema and scorer are the package's)
     path: str = ""
     floor_label: str | None = (
         None  # the most common gold label of the run's dev split (the baseline's answer)
@@ -66,10 +65,12 @@ def mode_name(task: Task, variant: str) -> str:
 
 
 def register_task(task: Task) -> list[str]:
-    """Register every variant of ``task`` as a mode; returns their names. A task named like a built-in mode
-    is refused (the built-in prompts stay what the results recorded)."""
-    if task.name in BUILTIN:
-        raise ConfigError(f"{task.path}: task {task.name!r} has the name of a built-in mode; rename it")
+    """Register every variant of ``task`` as a mode; returns their names. Only a shipped task (or one a
+    project file extends, :func:`~orchestrator.tasks.loader.load_task`) may have a shipped task's name."""
+    from .builtin import SHIPPED
+
+    if task.name in SHIPPED and not task.shipped:
+        raise ConfigError(f"{task.path}: task {task.name!r} has the name of a shipped task; rename it")
     names = []
     for variant in task.variants.values():
         labels = task.labels or ()
@@ -94,6 +95,7 @@ def register_task(task: Task) -> list[str]:
             variant=variant,
             labels=tuple(labels),
             labels_from_dataset=task.labels_from_dataset,
+            shipped=task.shipped,
             path=str(task.path),
         )
         names.append(register_mode(mode).name)
@@ -105,7 +107,7 @@ def expand(names: Iterable[str]) -> list[str]:
     out: list[str] = []
     for name in names:
         if name in MODES and not isinstance(MODES[name], TaskMode):
-            out.append(name)
+            out.append(name)  # a mode registered in code
             continue
         task, _, variant = name.partition(":")
         variants = [m for m in MODES.values() if isinstance(m, TaskMode) and m.task == task]
@@ -129,7 +131,7 @@ def bind_to_issues(names: Sequence[str], issues: Sequence[Issue]) -> dict[str, M
     out = {}
     for name in names:
         mode = get_mode(name)
-        if isinstance(mode, TaskMode) and mode.scorer == "label":
+        if isinstance(mode, TaskMode) and mode.scorer == "label" and not mode.shipped:
             field = mode.scorer_params.get("field", mode.task)
             golds = [
                 (i, str(v))
@@ -153,10 +155,18 @@ def bind_to_issues(names: Sequence[str], issues: Sequence[Issue]) -> dict[str, M
                     mode, labels=labels, schema=label_schema(labels), scorer_params=params, floor_label=floor
                 )
             )
-        if isinstance(mode, TaskMode):
+        if isinstance(mode, TaskMode) and mode.variant is not None and not _from_shipped_file(mode):
             _render_all(mode, issues)
         out[name] = mode
     return out
+
+
+def _from_shipped_file(mode: TaskMode) -> bool:
+    """The variant is one of the package's own files (rendered over sample issues by the tests, not per run)."""
+    from .builtin import SHIPPED_DIR
+
+    assert mode.variant is not None
+    return mode.variant.user.where.path.parent == SHIPPED_DIR
 
 
 def _render_all(mode: TaskMode, issues: Sequence[Issue]) -> None:

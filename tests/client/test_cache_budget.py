@@ -67,6 +67,20 @@ async def test_second_identical_batch_sends_nothing(server):
     await shut(client)
 
 
+def edited_shipped_variant(task: str, old: str, new: str):
+    """The default variant of the shipped ``task`` with ``old`` replaced by ``new`` in its file."""
+    import tomllib
+
+    from orchestrator.tasks.builtin import PINS, SHIPPED_DIR
+    from orchestrator.tasks.loader import task_from_data
+
+    path = SHIPPED_DIR / f"{task}.toml"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    text = text.replace(old, new, 1)
+    return task_from_data(path, tomllib.loads(text), text, shipped=True, pins=PINS).variant()
+
+
 async def test_whatever_changes_the_answer_misses(server, monkeypatch):
     client = client_for(config_for({"t/m": priced(server.url, temperature=0.2, seed=1)}))
     msgs = [Message(role="user", content="classify me [call:k]")]
@@ -84,12 +98,15 @@ async def test_whatever_changes_the_answer_misses(server, monkeypatch):
     assert not (await call(mode="classify", repeat=1)).from_cache
     assert not (await call(mode="summarize")).from_cache  # another mode: other defaults, no schema
     # same messages, same parameters, a new version of the mode's prompt
-    changed = dataclasses.replace(modes.CLASSIFY, system_prompt=modes.CLASSIFY.system_prompt + " Be terse.")
-    assert changed.version != modes.CLASSIFY.version
+    original = modes.get_mode("classify")
+    changed = dataclasses.replace(
+        original, variant=edited_shipped_variant("classify", "unclear.", "unclear. Be terse.")
+    )
+    assert changed.version != original.version
     monkeypatch.setitem(modes.MODES, "classify", changed)
     assert not (await call(mode="classify")).from_cache
     requests = server.count()
-    monkeypatch.setitem(modes.MODES, "classify", modes.CLASSIFY)
+    monkeypatch.setitem(modes.MODES, "classify", original)
     again = await call(mode="classify")
     assert again.from_cache and again.request_hash == base.request_hash and server.count() == requests
     await shut(client)

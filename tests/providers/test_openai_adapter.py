@@ -21,7 +21,7 @@ from helpers.spec_validation import validate_request
 from orchestrator import errors as E
 from orchestrator.client import LLMClient
 from orchestrator.config import Config, ModelSpec, config_from_dict
-from orchestrator.modes import CLASSIFY, CLASSIFY_SCHEMA, EXPLAIN
+from orchestrator.modes import CLASSIFY_SCHEMA, get_mode
 from orchestrator.providers.base import ChatRequest
 from orchestrator.providers.http import HttpPool
 from orchestrator.providers.openai import ADAPTER, openai_usage
@@ -206,7 +206,7 @@ def openai_request(
     )
     return ChatRequest(
         spec=spec,
-        messages=CLASSIFY.messages(ISSUE) if schema else [Message(role="user", content="hello")],
+        messages=get_mode("classify").messages(ISSUE) if schema else [Message(role="user", content="hello")],
         params=dict({"temperature": 0.0, "max_tokens": 16} if params is None else params),
         schema=schema,
         schema_name="classify" if schema else "answer",
@@ -369,7 +369,7 @@ def test_built_bodies_validate(monkeypatch, params, schema, spec_kw, max_field) 
 def test_messages_with_every_role_validate() -> None:
     spec = ModelSpec(id="openai/m", provider="openai", model="m", base_url="http://127.0.0.1:9/v1")
     messages = [
-        *EXPLAIN.messages(ISSUE),
+        *get_mode("explain").messages(ISSUE),
         Message(role="assistant", content="ok"),
         Message(role="user", content="more"),
     ]

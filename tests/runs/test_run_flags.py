@@ -83,7 +83,7 @@ def test_bad_flag_exits_2_naming_flag_and_value(args, flag, shown, isolated_home
 
 def test_unknown_mode_lists_the_known_ones(isolated_home):
     err = run_cli("--modes", "classify,bogus").stderr
-    assert "known modes: explain, fix, classify, summarize" in err
+    assert "known modes: classify, explain, fix, summarize" in err
 
 
 def test_unknown_model_lists_the_known_ones(isolated_home):

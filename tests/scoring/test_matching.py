@@ -83,7 +83,9 @@ def test_a_mode_gives_its_scorer_its_parameters(monkeypatch):
     from orchestrator import modes
     from orchestrator.scoring import score
 
-    mode = dataclasses.replace(modes.SUMMARIZE, scorer="contains", scorer_params={"field": "summary"})
+    mode = dataclasses.replace(
+        modes.get_mode("summarize"), scorer="contains", scorer_params={"field": "summary"}
+    )
     monkeypatch.setitem(modes.MODES, "summarize", mode)
     assert score("summarize", GOLD, "It loops forever. Done.").value == 1.0
     assert score("summarize", GOLD, "It works.").value == 0.0

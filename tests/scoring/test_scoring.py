@@ -499,7 +499,7 @@ def test_a_scorer_registered_here_is_found_by_name_and_used_by_a_mode_that_names
 
     assert get_scorer("exact_summary") is exact_summary
     monkeypatch.setitem(
-        modes.MODES, "summarize", dataclasses.replace(modes.SUMMARIZE, scorer="exact_summary")
+        modes.MODES, "summarize", dataclasses.replace(modes.get_mode("summarize"), scorer="exact_summary")
     )
     assert score("summarize", GOLD, GOLD.summary).value == 1.0
     assert score("summarize", GOLD, "something else").value == 0.0
