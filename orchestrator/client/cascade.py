@@ -29,11 +29,18 @@ def self_check(mode: str, text: str | None, parsed: Any = None, parse_error: str
     - fix: 0.5 for naming a file path + 0.5 for a code change (a unified diff or a fenced code block).
     - summarize: 0 when empty, 1 for 10-200 words, else 0.3.
     - explain: 0 when empty, 1 for 30-300 words, else 0.3.
+    - any other task (a task file): with an output schema (a label task), 0 when the answer failed to parse
+      into it, else 1; without one, 0 when empty, else 1.
 
-    ``parsed`` may be a dict or its JSON text (as stored in the results database); NaN reads as missing.
+    A prompt variant is checked as its task (``classify:terse`` as classify). ``parsed`` may be a dict or its
+    JSON text (as stored in the results database); NaN reads as missing.
     """
     text = "" if is_missing(text) else str(text)
     parse_error = None if is_missing(parse_error) or parse_error == "" else str(parse_error)
+    task = mode.partition(":")[0]
+    if task not in ("classify", "fix", "summarize", "explain"):
+        return _task_check(mode, text, parsed, parse_error)
+    mode = task
     if mode == "classify":
         if parse_error is not None:
             return 0.0
@@ -62,7 +69,21 @@ def self_check(mode: str, text: str | None, parsed: Any = None, parse_error: str
             return 0.0
         lo, hi = bounds[mode]
         return 1.0 if lo <= words <= hi else 0.3
-    raise ValueError(f"no self-check for mode {mode!r}; known: classify, fix, summarize, explain")
+    raise AssertionError(mode)  # unreachable: the four shipped tasks are handled above
+
+
+def _task_check(mode: str, text: str, parsed: Any, parse_error: str | None) -> float:
+    from ..modes import MODES, parse_structured
+
+    spec = MODES.get(mode)
+    if spec is None or spec.schema is None:
+        return 1.0 if text.strip() else 0.0
+    if parse_error is not None:
+        return 0.0
+    if isinstance(parsed, dict):
+        return 1.0
+    value, error = parse_structured(text, spec.schema)
+    return 1.0 if value is not None and error is None else 0.0
 
 
 def cascade_models(cascade: Mapping[str, Any]) -> tuple[list[str], float]:
@@ -75,29 +96,52 @@ def cascade_models(cascade: Mapping[str, Any]) -> tuple[list[str], float]:
     return models, threshold
 
 
+def cascade_steps(cascade: Mapping[str, Any], mode: str) -> list[tuple[str, str]]:
+    """The (model, mode) of each step: the cascade's ``prompts`` (one per model, optional) name the prompt
+    variant each step asks with, e.g. a terse prompt on the cheap model and the default on the strong one;
+    without them every step asks with ``mode`` (the routed variant)."""
+    models, _ = cascade_models(cascade)
+    prompts = cascade.get("prompts")
+    if prompts is None:
+        return [(m, mode) for m in models]
+    if not isinstance(prompts, list) or len(prompts) != len(models):
+        raise E.ConfigError(
+            f"cascade prompts must list one prompt per model ({len(models)}); got {prompts!r}"
+        )
+    from ..modes import get_mode
+
+    task = get_mode(mode).task_name
+    return [
+        (model_id, get_mode(task if prompt == "default" else f"{task}:{prompt}").name)
+        for model_id, prompt in zip(models, prompts, strict=True)
+    ]
+
+
 async def complete_cascade(
     client: Any, prompt_or_issue: Issue | str | None, mode: str, cascade: Mapping[str, Any], **kw: Any
 ) -> Completion:
     """Ask the cascade's models in order; return the first answer whose :func:`self_check` reaches the
     threshold (else the last model's answer).
 
-    ``cascade`` is ``{"models": [cheap, ..., strong], "threshold": 0.5}``. The returned completion's
+    ``cascade`` is ``{"models": [cheap, ..., strong], "threshold": 0.5}``, optionally with ``"prompts"``
+    (see :func:`cascade_steps`); ``mode`` is the routed prompt variant. The returned completion's
     ``fallback_path`` lists every model called (including any configured fallbacks a call went through),
     ``cost_usd`` is summed over the calls (None when any cost is unknown) and ``latency_s`` too. A model
     whose whole chain fails counts as a failed check: the next model is asked (the last one's error is raised).
     """
     if "model" in kw:
         raise TypeError("complete_cascade() takes its models from cascade['models'], not model=")
-    models, threshold = cascade_models(cascade)
+    _, threshold = cascade_models(cascade)
+    steps = cascade_steps(cascade, mode)
     path: list[str] = []
     costs: list[float | None] = []
     charged = 0.0
     latency = 0.0
     chosen: Completion | None = None
-    for i, model_id in enumerate(models):
-        last = i == len(models) - 1
+    for i, (model_id, step_mode) in enumerate(steps):
+        last = i == len(steps) - 1
         try:
-            completion = await client.complete(prompt_or_issue, model=model_id, mode=mode, **kw)
+            completion = await client.complete(prompt_or_issue, model=model_id, mode=step_mode, **kw)
         except E.BudgetExceededError:
             raise
         except E.ProviderError as exc:
@@ -111,7 +155,10 @@ async def complete_cascade(
         charged += completion.charged_usd or 0.0
         latency += completion.latency_s
         chosen = completion
-        if last or self_check(mode, completion.text, completion.parsed, completion.parse_error) >= threshold:
+        if (
+            last
+            or self_check(step_mode, completion.text, completion.parsed, completion.parse_error) >= threshold
+        ):
             break
     assert chosen is not None  # the loop either breaks with an answer or raises on the last model
     total = None if any(c is None for c in costs) else float(sum(c for c in costs if c is not None))

@@ -186,7 +186,7 @@ class LLMClient:
             return await complete_cascade(
                 self,
                 prompt_or_issue,
-                mode,
+                mode_obj.name if mode_obj is not None else mode,  # the routed prompt variant
                 entry["cascade"],
                 messages=messages,
                 cache=cache,

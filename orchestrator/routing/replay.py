@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..client.cascade import cascade_models, is_missing, self_check
+from ..client.cascade import cascade_models, cascade_steps, is_missing, self_check
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,10 +37,16 @@ class _Policy:
     kind: str  # fixed | chain | cascade
     models: list[str]
     threshold: float | None = None
+    modes: list[str] | None = None  # a cascade's prompt variant per step (its ``prompts``), else the policy's
 
     def describe(self) -> str:
         if self.kind == "cascade":
-            return " > ".join(self.models) + f" @ {self.threshold:g}"
+            steps = (
+                [f"{m} [{v}]" for m, v in zip(self.models, self.modes, strict=True)]
+                if self.modes
+                else self.models
+            )
+            return " > ".join(steps) + f" @ {self.threshold:g}"
         if self.kind == "chain" and len(self.models) > 1:
             return f"{self.models[0]} (fallbacks {', '.join(self.models[1:])})"
         return self.models[0]
@@ -155,11 +161,10 @@ def _normalize_policy(policy: Any) -> dict[str, _Policy]:
             out[mode] = (
                 _Policy("chain", [spec.model, *spec.fallbacks])
                 if not spec.cascade
-                else _Policy("cascade", *cascade_models(spec.cascade))
+                else _cascade_policy(spec.cascade, mode)
             )
         elif isinstance(spec, Mapping) and isinstance(spec.get("cascade"), Mapping):
-            models, threshold = cascade_models(spec["cascade"])
-            out[mode] = _Policy("cascade", models, threshold)
+            out[mode] = _cascade_policy(spec["cascade"], mode)
         elif isinstance(spec, Mapping) and spec.get("primary"):
             out[mode] = _Policy("chain", [str(spec["primary"]), *[str(m) for m in spec.get("fallbacks", [])]])
         elif isinstance(spec, Sequence) and spec and all(isinstance(m, str) for m in spec):
@@ -167,6 +172,13 @@ def _normalize_policy(policy: Any) -> dict[str, _Policy]:
         else:
             raise RoutingError(f"policy for {mode!r} is not a model, a routing entry or a cascade: {spec!r}")
     return out
+
+
+def _cascade_policy(cascade: Mapping[str, Any], mode: str) -> _Policy:
+    """A cascade replayed per (model, prompt): with ``prompts``, each step's rows are its variant's."""
+    models, threshold = cascade_models(cascade)
+    modes = [m for _, m in cascade_steps(cascade, mode)] if cascade.get("prompts") is not None else None
+    return _Policy("cascade", models, threshold, modes)
 
 
 def _prompt_mode(mode: str, spec: Any) -> str:
@@ -201,24 +213,27 @@ def _eval_issue(
 ) -> tuple[float, float, float, list[tuple[str, str, str]]]:
     """(score, cost, escalated share, missing cells) of ``pol`` on one issue; repeats of the first model
     drive the answer, each averaged at the end (scores over the scored repeats)."""
-    first = cells.get((mode, issue, pol.models[0]))
+    step_modes = pol.modes or [mode] * len(pol.models)
+    first = cells.get((step_modes[0], issue, pol.models[0]))
     if not first:
-        return math.nan, math.nan, math.nan, [(issue, pol.models[0], mode)]
+        return math.nan, math.nan, math.nan, [(issue, pol.models[0], step_modes[0])]
     scores, costs, escalated = [], [], []
     missing: list[tuple[str, str, str]] = []
     for repeat in (c.repeat for c in first):
         cost, score, moved = 0.0, math.nan, False
-        for k, model in enumerate(pol.models):
-            rows = cells.get((mode, issue, model))
+        for k, (model, step_mode) in enumerate(zip(pol.models, step_modes, strict=True)):
+            rows = cells.get((step_mode, issue, model))
             if not rows:
-                missing.append((issue, model, mode))
+                missing.append((issue, model, step_mode))
                 break
             cell = _pick(rows, repeat)
             # a failed call is not billed: the store records no cost for it
             cost += 0.0 if cell.errored and math.isnan(cell.cost) else cell.cost
             last = k == len(pol.models) - 1
             if pol.kind == "cascade":
-                passed = self_check(mode, cell.text, cell.parsed, cell.parse_error) >= (pol.threshold or 0.0)
+                passed = self_check(step_mode, cell.text, cell.parsed, cell.parse_error) >= (
+                    pol.threshold or 0.0
+                )
                 if last or passed:
                     score = cell.score
                     break
@@ -370,7 +385,7 @@ def replay(
     records, per_issue, missing_all = [], [], []
     missing_per_mode: dict[str, int] = {}
     for mode, pol in policies.items():
-        issues = issues_by_mode.get(mode, [])
+        issues = issues_by_mode.get(pol.modes[0] if pol.modes else mode, [])
         res = _eval_mode(pol, mode, issues, cells)
         missing_all.extend(res.missing)
         missing_per_mode[mode] = len(res.missing)
