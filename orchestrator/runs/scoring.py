@@ -47,19 +47,21 @@ async def score_row(
     judge_model: str | None,
     ledger: Any = None,
 ) -> dict[str, Any]:
-    """Score one answer: the mode's scorer, plus the LLM judge for explain when a judge is set; a task whose
-    scorer is ``judge`` is graded by the judge with its own rubric (its ``model``, else ``judge_model``)."""
+    """Score one answer: the mode's scorer, plus the LLM judge for explain when a judge is set. A scorer that
+    asks a model (``judge``: its ``asks``) is called with the client and its ``model`` parameter, else
+    ``judge_model``."""
     from ..modes import get_mode
-    from ..scoring import judge_explain
+    from ..scoring import judge_explain, registry
 
     spec = get_mode(mode)
-    if spec.scorer == "judge":
-        model = spec.scorer_params.get("model") or judge_model
+    info = registry.SCORERS.get(spec.scorer)
+    if info is not None and info.asks is not None:
+        params = dict(spec.scorer_params)
+        model = params.pop("model", None) or judge_model
         if not model:
             details = {"flagged": "judge_error: no judge model (give the task's scorer a model, or --judge)"}
             return {"score": None, "judge_score": None, "scores": json.dumps(details)}
-        rubric = spec.scorer_params.get("rubric") or None
-        judged = await judge_explain(client, model, issue, text, ledger=ledger, rubric=rubric)
+        judged = await info.asks(client, model, issue, text, ledger=ledger, **params)
         details = {**judged.details, **({"flagged": judged.flagged} if judged.flagged else {})}
         return {
             "score": judged.value,

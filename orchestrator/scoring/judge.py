@@ -50,30 +50,6 @@ RUBRIC_REPLY = (
 )
 
 
-@scorer(
-    "judge", description="an LLM judge grades the answer 1-5 with the task's rubric (needs a judge model)"
-)
-def score_judge_pending(
-    gold: Any, completion_text: str, parsed: Any, parse_error: Any, *, rubric: str = "", model: str = ""
-) -> Score:
-    """Without a client no judge can be asked: the cell is unscored and flagged. The grid and ``orchestrator
-    score`` call :func:`judge_with_rubric` instead (the judge model: ``model`` here, else ``--judge``)."""
-    return Score(
-        None, {"reason": "the judge scorer needs a judge model and a client"}, "judge_error: not run"
-    )
-
-
-def _check_judge(*, rubric: str = "", model: str = "") -> list[str]:
-    return (
-        []
-        if rubric.strip()
-        else ['scorer \'judge\' needs a rubric: scorer = { name = "judge", rubric = "..." }']
-    )
-
-
-score_judge_pending.check_params = _check_judge  # type: ignore[attr-defined]
-
-
 _SCORE_RE = re.compile(r"(?i)\b(?:overall\s+)?score\b[\"'*\s]*[:=]\s*\"?(-?\d+(?:\.\d+)?)")
 _ALONE_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:/\s*5)?\s*$")
 
@@ -149,3 +125,37 @@ async def judge_explain(
         return Score(None, details, f"judge_error: {problem}")
     details["judge_score"] = grade
     return Score((grade - 1) / 4, details)
+
+
+async def judge_with_rubric(
+    client: Any, model: str, issue: Issue, answer_text: str, *, ledger: Any = None, rubric: str = "", **_: Any
+) -> Score:
+    """The ``judge`` scorer with a client: the judge model grades the answer with the task's ``rubric``."""
+    return await judge_explain(client, model, issue, answer_text, ledger=ledger, rubric=rubric or None)
+
+
+@scorer(
+    "judge",
+    description="an LLM judge grades the answer 1-5 with the task's rubric (needs a judge model)",
+    asks=judge_with_rubric,
+)
+def score_judge_pending(
+    gold: Any, completion_text: str, parsed: Any, parse_error: Any, *, rubric: str = "", model: str = ""
+) -> Score:
+    """Without a client no judge can be asked: the cell is unscored and flagged. The grid and ``orchestrator
+    score`` call :func:`judge_with_rubric` (the scorer's ``asks``) instead, with the judge model: ``model``
+    here, else ``--judge``."""
+    return Score(
+        None, {"reason": "the judge scorer needs a judge model and a client"}, "judge_error: not run"
+    )
+
+
+def _check_judge(*, rubric: str = "", model: str = "") -> list[str]:
+    return (
+        []
+        if rubric.strip()
+        else ['scorer \'judge\' needs a rubric: scorer = { name = "judge", rubric = "..." }']
+    )
+
+
+score_judge_pending.check_params = _check_judge  # type: ignore[attr-defined]

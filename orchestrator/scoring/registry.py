@@ -53,18 +53,27 @@ Scorer = Callable[[Gold, str, "dict[str, Any] | None", "str | None"], Score]
 
 @dataclass(frozen=True)
 class ScorerInfo:
-    """A registered scorer: its name, the function, and one line saying what it measures."""
+    """A registered scorer: its name, the function, and one line saying what it measures.
+
+    ``asks`` is set for a scorer that grades by asking a model (``judge``): an async
+    ``(client, model, issue, text, *, ledger, **params) -> Score`` that the grid and ``orchestrator score``
+    call with a client; ``fn`` is then what scoring without a client gives (an unscored, flagged cell).
+    """
 
     name: str
     fn: Scorer
     description: str = ""
+    asks: Callable[..., Any] | None = None
 
 
 SCORERS: dict[str, ScorerInfo] = {}
 
 
-def scorer(name: str, *, description: str = "") -> Callable[[Scorer], Scorer]:
-    """Register the decorated function as the scorer ``name`` (a second registration of a name is an error)."""
+def scorer(
+    name: str, *, description: str = "", asks: Callable[..., Any] | None = None
+) -> Callable[[Scorer], Scorer]:
+    """Register the decorated function as the scorer ``name`` (a second registration of a name is an error);
+    ``asks``: the model-asking grader of a judge-like scorer (see :class:`ScorerInfo`)."""
 
     def register(fn: Scorer) -> Scorer:
         known = SCORERS.get(name)
@@ -77,7 +86,7 @@ def scorer(name: str, *, description: str = "") -> Callable[[Scorer], Scorer]:
                 f"a scorer named {name!r} is already registered ({SCORERS[name].fn.__qualname__})"
             )
         doc = (fn.__doc__ or "").strip().splitlines()
-        SCORERS[name] = ScorerInfo(name, fn, description or (doc[0] if doc else ""))
+        SCORERS[name] = ScorerInfo(name, fn, description or (doc[0] if doc else ""), asks)
         return fn
 
     return register

@@ -507,3 +507,40 @@ def test_a_scorer_registered_here_is_found_by_name_and_used_by_a_mode_that_names
         scorer("exact_summary")(lambda *a: Score(1.0))
     with pytest.raises(ValueError, match="no scorer named 'nope'; known: .*chrf"):
         get_scorer("nope")
+
+
+def test_a_scorer_that_asks_a_model_is_called_with_the_client_and_its_model(monkeypatch):
+    """The grid's scoring finds a model-asking scorer by its registration (``asks``), not by its name."""
+    import asyncio
+    import dataclasses
+    import json
+
+    from orchestrator import modes
+    from orchestrator.runs.scoring import score_row
+    from orchestrator.scoring import registry, scorer
+
+    monkeypatch.setattr(registry, "SCORERS", dict(registry.SCORERS))
+    calls = []
+
+    async def grade(client, model, issue, text, *, ledger=None, strictness: int = 1):
+        calls.append((client, model, issue.title, text, strictness))
+        return Score(0.75, {"graded_by": model})
+
+    @scorer("panel", description="a panel of one model", asks=grade)
+    def panel(gold, text, parsed, parse_error, *, model: str = "", strictness: int = 1):
+        return Score(None, {}, "judge_error: not run")
+
+    params = {"model": "openai/judge", "strictness": 3}
+    monkeypatch.setitem(
+        modes.MODES,
+        "summarize",
+        dataclasses.replace(modes.get_mode("summarize"), scorer="panel", scorer_params=params),
+    )
+    issue = Issue(title="t", body="b")
+    row = asyncio.run(score_row("CLIENT", issue, "summarize", "an answer", None, None, judge_model=None))
+    assert calls == [("CLIENT", "openai/judge", "t", "an answer", 3)]
+    assert row["score"] == 0.75 and json.loads(row["scores"])["graded_by"] == "openai/judge"
+    without_model = dataclasses.replace(modes.get_mode("summarize"), scorer_params={"strictness": 2})
+    monkeypatch.setitem(modes.MODES, "summarize", without_model)
+    row = asyncio.run(score_row("CLIENT", issue, "summarize", "x", None, None, judge_model="openai/other"))
+    assert calls[-1][1] == "openai/other" and calls[-1][4] == 2
