@@ -1,7 +1,7 @@
 """The ``orchestrator`` command.
 
 One module per command group, each with a ``register(sub)`` that adds its subcommands: models (models,
-models pull), ask, issues (check/import/fetch), run (run, runs, results, score), route (route, replay),
+models pull), tasks (tasks, tasks show), ask, issues (check/import/fetch), run (run, runs, results, score), route (route, replay),
 bench. Every error is one line naming what is wrong, with exit code 2 for bad input and no traceback.
 """
 
@@ -37,8 +37,17 @@ def _registrars():
     from .models import register as models_register
     from .route import register as route_register
     from .run import register as run_register
+    from .tasks import register as tasks_register
 
-    return [models_register, ask_register, issues_register, run_register, route_register, bench_register]
+    return [
+        models_register,
+        tasks_register,
+        ask_register,
+        issues_register,
+        run_register,
+        route_register,
+        bench_register,
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
