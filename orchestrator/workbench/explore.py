@@ -137,6 +137,24 @@ def answers_html(frame: pd.DataFrame, issue: Issue | None = None, mode: str | No
     return _html(f"<style>{CSS}</style>{gold}<div class='orc-cards'>{''.join(cards)}</div>")
 
 
+def bindable_modes(issues: Sequence[Issue]) -> tuple[list[str], list[str]]:
+    """The modes the widget offers for ``issues``, bound to them (a task with ``labels = "dataset"`` takes
+    its labels from these issues; a label task gets its floor), and why any other mode is left out."""
+    from ..errors import ConfigError
+    from ..modes import MODES
+    from ..tasks.modes import bind_to_issues
+
+    offered, unbound = [], []
+    for name in list(MODES):
+        try:
+            bind_to_issues([name], issues)
+        except ConfigError as exc:
+            unbound.append(f"{name} left out: {exc}")
+            continue
+        offered.append(name)
+    return offered, unbound
+
+
 def explore_widget(
     issues: Sequence[Issue],
     client: LLMClient,
@@ -154,9 +172,8 @@ def explore_widget(
     import ipywidgets as W
     from IPython.display import display
 
-    from ..modes import MODES
-
     issues = list(issues)
+    offered, unbound = bindable_modes(issues)
     known = client.models()
     chosen = [m for m in split_list(models) if m in known] or known[:2]
 
@@ -178,11 +195,11 @@ def explore_widget(
         layout=W.Layout(width="28em"),
     )
     mode_pick = W.ToggleButtons(
-        options=list(MODES), value=mode if mode in MODES else "classify", description="Mode"
+        options=offered, value=mode if mode in offered else offered[0], description="Mode"
     )
     use_cache = W.Checkbox(value=True, description="use the cache (re-running is free)", indent=False)
     run_button = W.Button(description="Run", button_style="primary", icon="play")
-    status = W.HTML()
+    status = W.HTML(value=esc("; ".join(unbound)))
     issue_out, answers_out = W.Output(), W.Output()
 
     def current() -> Issue | None:

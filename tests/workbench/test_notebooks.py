@@ -513,3 +513,34 @@ def test_prompt_flips_lists_the_changed_issues_with_the_paired_test():
     assert paired.loc[0, "p_value"] == pytest.approx(0.125)  # exact McNemar, 4 discordant pairs
     matrix = workbench.prompt_matrix(df, n_boot=200)
     assert list(matrix["prompt"]) == ["default", "terse"] and matrix.loc[1, "m"].endswith("★")
+
+
+def test_explore_widget_binds_dataset_label_tasks_and_names_what_it_leaves_out(isolated_home, tmp_path):
+    """A task with labels = "dataset" is offered bound to the widget's issues (the baseline answers its
+    floor label); a variant that needs a gold field these issues lack is left out, with the reason shown."""
+    from orchestrator.client import LLMClient
+    from orchestrator.tasks import load_task, register_task
+    from orchestrator.types import Gold, Issue
+
+    task = tmp_path / "sev.toml"
+    task.write_text(
+        'name = "sev"\ngold = "sev"\nlabels = "dataset"\n\n[prompts.default]\n'
+        'system = "One of {{ labels | join(\', \') }}."\nuser = "{{ issue.title }}"\n\n'
+        '[prompts.owner]\nuser = "{{ issue.title }} for {{ issue.gold.owner }}"\n',
+        encoding="utf-8",
+    )
+    register_task(load_task(task))
+    issues = [
+        Issue(id=f"a#{i}", title=f"t{i}", gold=Gold(sev=s), split="dev")
+        for i, s in enumerate(["s1", "s2", "s2"])
+    ]
+    client = LLMClient(workbench.load_bench_config(ROOT / "orchestrator.toml"))
+    try:
+        box = workbench.explore_widget(issues, client, models="baseline/rules", mode="sev")
+        c = box.controls
+        assert "sev" in c.mode.options and "sev:owner" not in c.mode.options
+        assert "sev:owner left out" in c.status.value and "owner" in c.status.value
+        frame = box.run()
+        assert frame["error"].iloc[0] == "" and json.loads(frame["answer"].iloc[0]) == {"label": "s2"}
+    finally:
+        client.close()
