@@ -76,7 +76,9 @@ def _task_check(mode: str, text: str, parsed: Any, parse_error: str | None) -> f
     from ..modes import MODES, parse_structured
 
     spec = MODES.get(mode)
-    if spec is None or spec.schema is None:
+    if spec is None:
+        raise ValueError(f"no self-check for mode {mode!r}: not a known mode ({', '.join(MODES)})")
+    if spec.schema is None:
         return 1.0 if text.strip() else 0.0
     if parse_error is not None:
         return 0.0
