@@ -32,7 +32,8 @@ step "built $(basename "$wheel")"
 import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
 for need in ("orchestrator/default.toml", "orchestrator/py.typed",
-             "orchestrator/_shipped/notebooks/benchmark.ipynb", "orchestrator/_shipped/datasets/sample.jsonl"):
+             "orchestrator/_shipped/notebooks/benchmark.ipynb", "orchestrator/_shipped/datasets/sample.jsonl",
+             *(f"orchestrator/tasks/builtin/{t}.toml" for t in ("classify", "explain", "fix", "summarize"))):
     if need not in names:
         sys.exit(f"wheel: FAILED: {need} missing from the wheel")
 print("wheel: data files:", *sorted(n for n in names if not n.endswith(".py") and ".dist-info/" not in n))
