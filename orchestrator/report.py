@@ -232,6 +232,11 @@ body.jp-Notebook { background: #fff; }
 main { max-width: 1280px; margin: 0 auto; padding: 16px 28px 48px; }
 .jp-Cell { padding: 2px 0; }
 .jp-OutputArea-output img { max-width: 100%; height: auto; }
+/* nbconvert lays an output out as a table cell (a table row under 760 px) inside a box that hides its
+   overflow, so a wide table was clipped on a phone; as a flex item that may shrink, it scrolls instead */
+body .jp-OutputArea-child { display: flex; width: 100%; overflow: visible; }
+body .jp-OutputArea-child .jp-OutputArea-output { display: block; flex: 1 1 auto; min-width: 0;
+  overflow-x: auto; margin-left: 0; }
 .jp-RenderedHTMLCommon table.orc-table { font-size: 0.92em; }
 .jp-RenderedHTMLCommon .orc-table td, .jp-RenderedHTMLCommon .orc-table th { text-align: left; }
 .jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"] { background: #f6f8fa; }

@@ -249,3 +249,56 @@ def test_report_in_headless_chromium(bench_report, tmp_path):
     assert bench_report["run_id"] in r["title"] and bench_report["run_id"] in r["text"]
     assert "Benchmark report" in r["text"] and "datasets/tiny.jsonl" in r["text"]
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+# For every table: its scrolling box, whether the table is wider than the phone, and whether its last
+# header cell can be brought inside the viewport by scrolling that box to the end.
+_PHONE_CHECK = """
+(() => {
+  const out = [];
+  for (const table of document.querySelectorAll('table')) {
+    let box = table.parentElement;
+    while (box && box !== document.body && getComputedStyle(box).overflowX !== 'auto') box = box.parentElement;
+    const cells = table.querySelectorAll('tr:first-child > *');
+    const last = cells[cells.length - 1];
+    if (!last) continue;
+    if (box && box !== document.body) box.scrollLeft = box.scrollWidth;
+    const r = last.getBoundingClientRect();
+    out.push({
+      wide: table.scrollWidth > window.innerWidth,
+      scrolls: !!box && box !== document.body && box.scrollWidth > box.clientWidth,
+      lastVisible: r.right <= window.innerWidth + 1 && r.left >= -1,
+      boxWidth: box ? box.clientWidth : null,
+    });
+  }
+  return {tables: out, pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth};
+})()
+"""
+
+
+def test_report_tables_scroll_on_a_phone(bench_report):
+    """At 390 px every table shows all its columns by scrolling its own box; the page itself does not widen."""
+    binary = find_chromium()
+    if binary is None:
+        reason = "chromium not installed (apt-get install chromium); the phone-width check is skipped"
+        print(reason)
+        pytest.skip(reason)
+
+    async def check() -> dict:
+        async with await Browser.launch(binary) as browser:
+            page = await browser.new_page()
+            await page.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+            )
+            await page.goto(bench_report["html"].resolve().as_uri())
+            return await page.evaluate(_PHONE_CHECK)
+
+    r = asyncio.run(check())
+    tables = r["tables"]
+    assert r["viewport"] == 390 and tables
+    wide = [t for t in tables if t["wide"]]
+    assert wide, "no table is wider than a phone: the check would prove nothing"
+    assert all(t["scrolls"] for t in wide), wide
+    assert all(t["lastVisible"] for t in tables), tables
+    assert r["pageWidth"] <= 390 + 1, r["pageWidth"]
