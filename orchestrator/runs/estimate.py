@@ -291,7 +291,12 @@ class GridEstimate:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        """The estimate as escaped HTML (notebooks)."""
+        """The estimate as escaped HTML (notebooks), out of MathJax's reach (its dollar amounts)."""
+        from ..workbench.html import no_math
+
+        return no_math(self._html_body())
+
+    def _html_body(self) -> str:
         e = html.escape
         head = self._headline()
         parts = [f"<p>{e(head[0])}</p>"]

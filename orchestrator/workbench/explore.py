@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .html import CSS, _html, _is_nan, esc, fmt_num, fmt_s, fmt_usd, split_list
+from .html import CSS, _html, _is_nan, esc, fmt_num, fmt_s, fmt_usd, no_math, split_list
 from .tables import _clip, _gold_brief
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ def explore_widget(
         description="Search",
         layout=W.Layout(width="32em"),
     )
-    count = W.HTML(value=f"{len(issues)} issues")
+    count = W.HTML(value=no_math(f"{len(issues)} issues", "span"))
     picker = W.Dropdown(options=options(issues), description="Issue", layout=W.Layout(width="60em"))
     model_pick = W.SelectMultiple(
         options=known,
@@ -199,7 +199,7 @@ def explore_widget(
     )
     use_cache = W.Checkbox(value=True, description="use the cache (re-running is free)", indent=False)
     run_button = W.Button(description="Run", button_style="primary", icon="play")
-    status = W.HTML(value=esc("; ".join(unbound)))
+    status = W.HTML(value=no_math(esc("; ".join(unbound)), "span"))
     issue_out, answers_out = W.Output(), W.Output()
 
     def current() -> Issue | None:
@@ -210,7 +210,7 @@ def explore_widget(
         picker.options = options(found)
         if found and picker.value is None:
             picker.value = issues.index(found[0])
-        count.value = esc(f"{len(found)} of {len(issues)} issues")
+        count.value = no_math(esc(f"{len(found)} of {len(issues)} issues"), "span")
 
     def on_pick(_: Any = None) -> None:
         issue_out.clear_output()
@@ -223,10 +223,10 @@ def explore_widget(
     def run(_: Any = None) -> Any:
         issue = current()
         if issue is None or not model_pick.value:
-            status.value = esc("pick an issue and at least one model")
+            status.value = no_math(esc("pick an issue and at least one model"), "span")
             return None
         run_button.disabled = True
-        status.value = esc(f"asking {len(model_pick.value)} model(s)…")
+        status.value = no_math(esc(f"asking {len(model_pick.value)} model(s)…"), "span")
         try:
             frame = compare_answers(
                 client, issue, list(model_pick.value), mode_pick.value, cache=use_cache.value
@@ -234,12 +234,13 @@ def explore_widget(
         except Exception as exc:
             from ..errors import redact
 
-            status.value = f"<span class='orc-err'>{esc(redact(str(exc)))}</span>"
+            status.value = no_math(f"<span class='orc-err'>{esc(redact(str(exc)))}</span>", "span")
             return None
         finally:
             run_button.disabled = False
         spent = sum(c for c in frame["cost_usd"].fillna(0) if not _is_nan(c))
-        status.value = esc(f"done: {int(frame['cached'].fillna(False).sum())} cached, spent {fmt_usd(spent)}")
+        done = f"done: {int(frame['cached'].fillna(False).sum())} cached, spent {fmt_usd(spent)}"
+        status.value = no_math(esc(done), "span")
         answers_out.clear_output(wait=True)
         with answers_out:
             display(answers_html(frame, issue, mode_pick.value))

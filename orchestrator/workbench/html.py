@@ -55,15 +55,26 @@ CSS = """
 """
 
 
+# JupyterLab runs MathJax over every HTML output and widget, which reads "$0.01 (saved $0.02)" as a formula:
+# everything the package displays sits in an element with the class MathJax 3 (and 2) skips.
+NO_MATH = "mathjax_ignore tex2jax_ignore"
+
+
+def no_math(markup: str, tag: str = "div") -> str:
+    """``markup`` inside a ``tag`` that MathJax leaves alone."""
+    return f'<{tag} class="{NO_MATH}">{markup}</{tag}>'
+
+
 def esc(value: Any) -> str:
     """HTML-escape any value (quotes too)."""
     return html.escape("" if value is None else str(value), quote=True)
 
 
 def _html(markup: str) -> Any:
+    """An IPython HTML output of ``markup``, out of MathJax's reach."""
     from IPython.display import HTML
 
-    return HTML(markup)
+    return HTML(no_math(markup))
 
 
 def _is_nan(value: Any) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .html import _is_nan, _ordered_modes, esc, fmt_ci, fmt_num, fmt_pct, fmt_s, fmt_usd, show_text
+from .html import NO_MATH, _is_nan, _ordered_modes, esc, fmt_ci, fmt_num, fmt_pct, fmt_s, fmt_usd, show_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,7 +32,11 @@ def _base_style(sty: Styler, caption: str | None = None) -> Styler:
         ]
     if styles and len(frame):
         sty = sty.set_table_styles(styles, overwrite=False)
-    sty = sty.hide(axis="index").format_index(escape="html", axis=1).set_table_attributes('class="orc-table"')
+    sty = (
+        sty.hide(axis="index")
+        .format_index(escape="html", axis=1)
+        .set_table_attributes(f'class="orc-table {NO_MATH}"')
+    )
     if caption:
         sty = sty.set_caption(esc(caption))
     return sty

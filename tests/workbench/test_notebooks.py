@@ -542,5 +542,6 @@ def test_explore_widget_binds_dataset_label_tasks_and_names_what_it_leaves_out(i
         assert "sev:owner left out" in c.status.value and "owner" in c.status.value
         frame = box.run()
         assert frame["error"].iloc[0] == "" and json.loads(frame["answer"].iloc[0]) == {"label": "s2"}
+        assert "$" in c.status.value and 'class="mathjax_ignore' in c.status.value  # "spent $0": not math
     finally:
         client.close()

@@ -302,3 +302,51 @@ def test_report_tables_scroll_on_a_phone(bench_report):
     assert all(t["scrolls"] for t in wide), wide
     assert all(t["lastVisible"] for t in tables), tables
     assert r["pageWidth"] <= 390 + 1, r["pageWidth"]
+
+
+class _DollarsOutsideNoMath(__import__("html.parser").parser.HTMLParser):
+    """Collects text with a ``$`` that no ``mathjax_ignore`` element encloses (MathJax would typeset it)."""
+
+    VOID = frozenset({"br", "img", "hr", "meta", "input", "col", "wbr", "link", "source"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[bool] = []
+        self.exposed: list[str] = []
+        self.in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in self.VOID:
+            return
+        classes = (dict(attrs).get("class") or "").split()
+        self.stack.append("mathjax_ignore" in classes or (bool(self.stack) and self.stack[-1]))
+        self.in_style = tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in self.VOID and self.stack:
+            self.stack.pop()
+        self.in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if "$" in data and not self.in_style and not (self.stack and self.stack[-1]):
+            self.exposed.append(data.strip()[:80])
+
+
+def test_no_dollar_in_the_notebook_outputs_is_left_to_mathjax(bench_report):
+    """JupyterLab typesets HTML outputs with MathJax: "$0.0000 (saved $0.0000)" must not become a formula."""
+    import nbformat
+
+    nb = nbformat.read(bench_report["ipynb"], as_version=4)
+    exposed, dollars = [], 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            markup = output.get("data", {}).get("text/html")
+            if not markup:
+                continue
+            markup = "".join(markup) if isinstance(markup, list) else markup
+            dollars += markup.count("$")
+            parser = _DollarsOutsideNoMath()
+            parser.feed(markup)
+            exposed += parser.exposed
+    assert dollars > 0, "no dollar amount in any output: the check would prove nothing"
+    assert exposed == [], exposed
