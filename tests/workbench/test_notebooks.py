@@ -32,9 +32,22 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # ------------------------------------------------------------------------------------------ committed
 
 
+def committed(path: Path) -> str:
+    """The notebook as committed (its blob at HEAD), not the working file JupyterLab autosaves outputs into;
+    the working file when this is not a git checkout (an sdist) or the notebook is not committed yet."""
+    rel = path.resolve().relative_to(ROOT).as_posix()
+    proc = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"HEAD:{rel}"], capture_output=True, text=True, encoding="utf-8"
+    )
+    if proc.returncode != 0:
+        print(f"{rel}: no committed blob ({proc.stderr.strip()[:120]}); checking the working file")
+        return path.read_text(encoding="utf-8")
+    return proc.stdout
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebooks_are_committed_clean(path):
-    nb = nbformat.read(str(path), as_version=4)
+    nb = nbformat.reads(committed(path), as_version=4)
     nbformat.validate(nb)
     assert nb.metadata["kernelspec"]["name"] == "python3"
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
@@ -545,3 +558,36 @@ def test_explore_widget_binds_dataset_label_tasks_and_names_what_it_leaves_out(i
         assert "$" in c.status.value and 'class="mathjax_ignore' in c.status.value  # "spent $0": not math
     finally:
         client.close()
+
+
+def test_the_git_filter_strips_outputs_as_a_notebook_is_staged(tmp_path):
+    """The shipped guard: with .gitattributes and the nbstripout filter configured (what `nbstripout
+    --install` does), a notebook saved with outputs is committed without them; the working file keeps them."""
+    import shutil
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    shutil.copy(ROOT / ".gitattributes", repo / ".gitattributes")
+    nb = nbformat.read(str(NOTEBOOKS[0]), as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.execution_count = 3
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="spent $0.01\n")]
+    nbformat.write(nb, str(repo / "notebooks" / "x.ipynb"))
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True)
+        return out.stdout
+
+    git("init", "-q")
+    git("config", "filter.nbstripout.clean", f'"{sys.executable}" -m nbstripout --keep-id')
+    git("config", "filter.nbstripout.smudge", "cat")
+    git("config", "filter.nbstripout.required", "true")
+    git("add", ".")
+    staged = nbformat.reads(git("show", ":notebooks/x.ipynb"), as_version=4)
+    assert all(c.outputs == [] and c.execution_count is None for c in staged.cells if c.cell_type == "code")
+    assert [c.source for c in staged.cells] == [c.source for c in nb.cells]  # nothing else lost
+    assert [c.id for c in staged.cells] == [c.id for c in nb.cells]  # nor the named cell ids
+    assert "parameters" in str([c.metadata for c in staged.cells])  # papermill's tag survives
+    assert "spent $0.01" in (repo / "notebooks" / "x.ipynb").read_text()
