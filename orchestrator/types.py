@@ -79,6 +79,11 @@ class Completion(BaseModel):
     parsed: dict[str, Any] | None = None
     parse_error: str | None = None
     fallback_path: list[str] = Field(default_factory=list)
+    fallback_reasons: list[str] = Field(
+        default_factory=list,
+        description="why each model before the answering one did not answer, one line each "
+        "('openai/gpt-4.1-mini: auth: OPENAI_API_KEY is not set'), redacted",
+    )
     request_hash: str | None = None
     provider_cost_usd: float | None = Field(default=None, description="cost the provider itself reported")
     charged_usd: float | None = Field(

@@ -217,6 +217,7 @@ class LLMClient:
                 if hit is not None:
                     hit.attempts = sent
                     hit.fallback_path = [*tried, model_id]
+                    hit.fallback_reasons = _reasons(failures)
                     hit.charged_usd = spend.charged  # failed attempts earlier in the chain, if any
                     return hit
             spec = call.spec
@@ -254,6 +255,7 @@ class LLMClient:
                 raise self._all_failed(failures, tried, model_id, sent, spend) from exc
             completion.attempts += sent
             completion.fallback_path = tried
+            completion.fallback_reasons = _reasons(failures)
             return completion
         raise self._all_failed(failures, tried, chain[-1], sent, spend)
 
@@ -575,3 +577,8 @@ class LLMClient:
             f"every model in the chain failed ({summary})", errors=failures, model=model
         )
         return cls._annotate(err, tried, sent, spend)
+
+
+def _reasons(failures: list[E.ProviderError]) -> list[str]:
+    """One line per model that did not answer: ``model: kind: detail`` (the detail is already redacted)."""
+    return [f"{f.model or '?'}: {f.kind}: {f.detail}" for f in failures]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,16 +18,21 @@ if TYPE_CHECKING:
 
 
 def find_issues(issues: Sequence[Issue], query: str) -> list[Issue]:
-    """Issues matching ``query``: words must all occur in the id, title, body or labels (case-insensitive);
-    ``label:X`` matches a label (or gold type) exactly."""
+    """Issues matching ``query``: every word must occur as a whole word in the id, title, body or labels
+    (case-insensitive: "sync" does not find "Async"); ``label:X`` matches a label (or gold type) exactly."""
     words = (query or "").lower().split()
+    wanted_labels = [w[6:] for w in words if w.startswith("label:")]
+    terms = [t for w in words if not w.startswith("label:") for t in _WORD.findall(w)]
     out = []
     for issue in issues:
         labels = {lab.lower() for lab in issue.labels} | ({issue.gold.type} if issue.gold.type else set())
-        hay = " ".join([issue.id, issue.title, issue.body, *issue.labels]).lower()
-        if all((w[6:] in labels) if w.startswith("label:") else (w in hay) for w in words):
+        hay = set(_WORD.findall(" ".join([issue.id, issue.title, issue.body, *issue.labels]).lower()))
+        if all(lab in labels for lab in wanted_labels) and all(t in hay for t in terms):
             out.append(issue)
     return out
+
+
+_WORD = re.compile(r"\w+")
 
 
 def issue_card(issue: Issue, max_body: int = 1200) -> Any:
@@ -58,7 +64,6 @@ def compare_answers(
 
     import pandas as pd
 
-    from ..errors import ProviderError, redact
     from ..scoring import score
 
     model_ids = split_list(models)
@@ -73,8 +78,7 @@ def compare_answers(
     rows = []
     for model, c in zip(model_ids, results, strict=True):
         if isinstance(c, BaseException):
-            kind = c.kind if isinstance(c, ProviderError) else type(c).__name__
-            rows.append({"model": model, "answer": "", "error": redact(f"{kind}: {c}")})
+            rows.append({"model": model, "answer": "", "error": error_line(c)})
             continue
         try:
             value = score(mode, issue.gold, c.text, c.parsed, c.parse_error).value
@@ -84,6 +88,8 @@ def compare_answers(
             {
                 "model": model,
                 "served by": c.served_model or c.model,
+                "answered by": c.fallback_path[-1] if c.fallback_path else c.model,
+                "fallback": "; ".join(c.fallback_reasons),
                 "answer": c.text,
                 "parsed": json.dumps(c.parsed, ensure_ascii=False) if c.parsed else (c.parse_error or ""),
                 "score": value,
@@ -97,6 +103,8 @@ def compare_answers(
         )
     cols = [
         "model",
+        "answered by",
+        "fallback",
         "served by",
         "answer",
         "parsed",
@@ -111,30 +119,73 @@ def compare_answers(
     return pd.DataFrame(rows, columns=cols)
 
 
+def error_line(exc: BaseException) -> str:
+    """One clean line for a failed answer: the kind once, then what happened (redacted)."""
+    from ..errors import ProviderError, redact
+
+    if isinstance(exc, ProviderError):
+        return redact(f"{exc.kind}: {exc.detail}")
+    return redact(f"{type(exc).__name__}: {exc}")
+
+
+def _score_label(mode: str | None) -> str:
+    """What a card's score covers: classify scores the type only (component and severity are details)."""
+    if mode is not None and mode.partition(":")[0] == "classify":
+        return "type score"
+    return "score"
+
+
 def answers_html(frame: pd.DataFrame, issue: Issue | None = None, mode: str | None = None) -> Any:
-    """Answers side by side (one card per model) with usage, cost and latency; everything escaped."""
+    """Answers side by side (one card per model) with usage, cost and latency; a card answered by another
+    model than the one asked (a fallback) says so in its title, with why; everything escaped."""
     cards = []
     for r in frame.to_dict("records"):
+        title = esc(r["model"])
+        fallback = ""
+        answered = r.get("answered by") or r["model"]
+        if not r.get("error") and answered != r["model"]:
+            title = (
+                f"{esc(answered)} <span class='orc-err'>(fallback: {esc(r['model'])} did not answer)</span>"
+            )
+            fallback = f"<div class='orc-note'>why: {esc(r.get('fallback') or 'not recorded')}</div>"
         if r.get("error"):
             body = f"<pre class='orc-err'>{esc(r['error'])}</pre>"
             usage = ""
         else:
             cached = " · cached (free)" if r.get("cached") else ""
             usage = (
-                f"score {fmt_num(r.get('score'), 2)} · {r.get('tokens in')} in / {r.get('tokens out')} out · "
-                f"{fmt_usd(r.get('cost_usd'))} · {fmt_s(r.get('latency_s'))}{cached}"
+                f"{_score_label(mode)} {fmt_num(r.get('score'), 2)} · {r.get('tokens in')} in / "
+                f"{r.get('tokens out')} out · {fmt_usd(r.get('cost_usd'))} · {fmt_s(r.get('latency_s'))}{cached}"
             )
             body = f"<pre>{esc(r.get('answer'))}</pre>"
-            if r.get("parsed") and mode == "classify":
+            if r.get("parsed") and mode is not None and mode.partition(":")[0] == "classify":
                 body += f"<div class='orc-usage'>parsed: {esc(r['parsed'])}</div>"
         cards.append(
-            f"<div class='orc-card'><h4>{esc(r['model'])}</h4><div class='orc-usage'>{esc(usage)}</div>"
+            f"<div class='orc-card'><h4>{title}</h4>{fallback}<div class='orc-usage'>{esc(usage)}</div>"
             f"{body}</div>"
         )
     gold = ""
     if issue is not None and mode:
         gold = f"<p><b>gold ({esc(mode)}):</b> {esc(_gold_brief(issue, mode))}</p>"
     return _html(f"<style>{CSS}</style>{gold}<div class='orc-cards'>{''.join(cards)}</div>")
+
+
+def model_status(config: Any, model_id: str) -> str:
+    """What a model needs before it can answer, for the picker: free, key set, or the key to set."""
+    import os
+
+    from ..providers import provider_info
+
+    spec = config.model_spec(model_id)
+    if provider_info(spec.provider).free:
+        return "free"
+    if spec.api_key_env and not os.environ.get(spec.api_key_env):
+        return (
+            f"no key: set {spec.api_key_env} (a call falls back)"
+            if spec.fallbacks
+            else f"no key: set {spec.api_key_env}"
+        )
+    return "key set" if spec.api_key_env else "no key needed"
 
 
 def bindable_modes(issues: Sequence[Issue]) -> tuple[list[str], list[str]]:
@@ -188,7 +239,7 @@ def explore_widget(
     count = W.HTML(value=no_math(f"{len(issues)} issues", "span"))
     picker = W.Dropdown(options=options(issues), description="Issue", layout=W.Layout(width="60em"))
     model_pick = W.SelectMultiple(
-        options=known,
+        options=[(f"{m} · {model_status(client.config, m)}", m) for m in known],
         value=tuple(chosen),
         description="Models",
         rows=min(8, max(3, len(known))),
@@ -239,15 +290,28 @@ def explore_widget(
         finally:
             run_button.disabled = False
         spent = sum(c for c in frame["cost_usd"].fillna(0) if not _is_nan(c))
-        done = f"done: {int(frame['cached'].fillna(False).sum())} cached, spent {fmt_usd(spent)}"
+        failed = int((frame["error"].fillna("") != "").sum())
+        fell_back = int((frame["fallback"].fillna("") != "").sum())
+        parts = [f"{len(frame) - failed} answered", *([f"{failed} failed"] if failed else [])]
+        parts += [
+            *([f"{fell_back} by a fallback"] if fell_back else []),
+            f"{int(frame['cached'].fillna(False).sum())} cached",
+        ]
+        done = f"done: {', '.join(parts)}, spent {fmt_usd(spent)}"
         status.value = no_math(esc(done), "span")
         answers_out.clear_output(wait=True)
         with answers_out:
             display(answers_html(frame, issue, mode_pick.value))
         return frame
 
+    def on_mode(_: Any = None) -> None:
+        answers_out.clear_output()  # the previous mode's cards and gold are not this mode's answers
+        status.value = ""
+
     search.observe(on_search, names="value")
     picker.observe(on_pick, names="value")
+    mode_pick.observe(on_mode, names="value")
+    model_pick.observe(on_mode, names="value")
     run_button.on_click(run)
     box = W.VBox(
         [

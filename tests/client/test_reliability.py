@@ -158,6 +158,7 @@ async def test_hint_above_cap_goes_to_fallback_without_sleeping(server):
     c = await client.complete("hi [call:a]", model="t/p")
     assert sleeps.waits == []
     assert c.fallback_path == ["t/p", "t/f"] and c.model == "t/f"
+    assert len(c.fallback_reasons) == 1 and c.fallback_reasons[0].startswith("t/p: rate_limited: ")
     assert c.attempts == 2  # one request to each model
     # the primary's bucket is paused for the hint: the next call does not even send to it
     c2 = await client.complete("hi [call:b]", model="t/p")

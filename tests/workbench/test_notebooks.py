@@ -591,3 +591,59 @@ def test_the_git_filter_strips_outputs_as_a_notebook_is_staged(tmp_path):
     assert [c.id for c in staged.cells] == [c.id for c in nb.cells]  # nor the named cell ids
     assert "parameters" in str([c.metadata for c in staged.cells])  # papermill's tag survives
     assert "spent $0.01" in (repo / "notebooks" / "x.ipynb").read_text()
+
+
+def test_explore_says_who_answered_when_a_fallback_did_and_why(isolated_home, tmp_path, monkeypatch):
+    """A model with no key falls back: the picker says so before the run, the card is titled with the model
+    that answered and says why, the status counts it; a model with no fallback shows one clean error line;
+    a mode change clears the stale cards."""
+    from orchestrator.client import LLMClient
+    from orchestrator.config import load_config
+    from orchestrator.types import Gold, Issue
+
+    monkeypatch.delenv("EXPLORE_TEST_KEY", raising=False)
+    cfg = tmp_path / "orchestrator.toml"
+    cfg.write_text(
+        '[defaults]\nmodel = "baseline/rules"\n\n[models."baseline/rules"]\nprovider = "baseline"\n\n'
+        '[models."openai/keyless"]\nprovider = "openai"\nmodel = "gpt-x"\napi_key_env = "EXPLORE_TEST_KEY"\n'
+        'fallbacks = ["baseline/rules"]\n\n'
+        '[models."openai/alone"]\nprovider = "openai"\nmodel = "gpt-y"\napi_key_env = "EXPLORE_TEST_KEY"\n',
+        encoding="utf-8",
+    )
+    issues = [Issue(id="a#1", title="Crash in loader", body="Traceback", gold=Gold(type="bug"))]
+    client = LLMClient(load_config(cfg), cache=False)
+    try:
+        box = workbench.explore_widget(issues, client, models="openai/keyless,openai/alone", mode="classify")
+        c = box.controls
+        labels = dict((v, k) for k, v in c.models.options)
+        assert "no key: set EXPLORE_TEST_KEY (a call falls back)" in labels["openai/keyless"]
+        assert labels["baseline/rules"].endswith("free")
+        frame = box.run()
+        row = frame.set_index("model").loc["openai/keyless"]
+        assert row["answered by"] == "baseline/rules" and "EXPLORE_TEST_KEY is not set" in row["fallback"]
+        alone = frame.set_index("model").loc["openai/alone", "error"]
+        assert alone.count("auth") == 1 and "EXPLORE_TEST_KEY is not set" in alone  # one clean line
+        html = workbench.answers_html(frame, issues[0], "classify").data
+        assert "baseline/rules <span class='orc-err'>(fallback: openai/keyless did not answer)</span>" in html
+        assert "why: openai/keyless: auth" in html and "type score" in html
+        assert "1 failed" in c.status.value and "1 by a fallback" in c.status.value
+        cleared = []
+        c.answers_out.clear_output = lambda *a, **k: cleared.append(k)  # outputs exist only in a kernel
+        c.mode.value = "summarize"
+        assert cleared and c.status.value == ""  # the previous mode's cards are cleared on a mode change
+    finally:
+        client.close()
+
+
+def test_search_matches_whole_words_and_keeps_label_filters():
+    from orchestrator.types import Gold, Issue
+
+    issues = [
+        Issue(id="a#1", title="Async client hangs", body="", gold=Gold(type="bug")),
+        Issue(id="a#2", title="Sync the docs", body="", labels=["docs"]),
+    ]
+    assert [i.id for i in workbench.find_issues(issues, "sync")] == ["a#2"]  # not "Async"
+    assert [i.id for i in workbench.find_issues(issues, "async client")] == ["a#1"]
+    assert [i.id for i in workbench.find_issues(issues, "label:bug")] == ["a#1"]
+    assert [i.id for i in workbench.find_issues(issues, "a#2")] == ["a#2"]
+    assert workbench.find_issues(issues, "label:docs hangs") == []
