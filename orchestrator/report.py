@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import os
 import re
@@ -75,13 +76,25 @@ def find_notebook(name: str | os.PathLike[str] = NOTEBOOK, root: Path | None = N
     )
 
 
-def _kernel_manager_class() -> type:
+def _kernel_manager_class(log: Path | None = None) -> type:
     """An AsyncKernelManager whose kernel is ``sys.executable -m ipykernel_launcher`` (ipykernel's native
-    kernelspec), with :data:`KERNEL_ENV` in its environment. Nothing is installed or registered."""
+    kernelspec), with :data:`KERNEL_ENV` in its environment. Nothing is installed or registered.
+
+    With ``log``, the kernel process's own stderr (its log, not the cells' output, which papermill streams)
+    goes to that file: when the run is interrupted, the kernel's complaints about its closed sockets land
+    there instead of as a 40-line traceback on the terminal."""
     from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import AsyncKernelManager
 
     class VenvKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            if log is None:
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+                return
+            with open(log, "ab") as handle:  # the child gets its own descriptor at launch
+                kw.setdefault("stderr", handle)
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+
         @property
         def kernel_spec(self) -> KernelSpec:
             if self._kernel_spec is None:
@@ -112,6 +125,26 @@ def execute_notebook(
     import papermill as pm
 
     Path(output).parent.mkdir(parents=True, exist_ok=True)
+    log = Path(output).with_suffix(".kernel.log")
+    try:
+        return _papermill(pm, notebook, output, parameters, cwd=cwd, stream=stream, timeout=timeout, log=log)
+    finally:
+        with contextlib.suppress(OSError):
+            if log.stat().st_size == 0:
+                log.unlink()  # kept only when the kernel had something to say
+
+
+def _papermill(
+    pm: Any,
+    notebook: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    parameters: Mapping[str, Any],
+    *,
+    cwd: str | os.PathLike[str],
+    stream: Any,
+    timeout: float | None,
+    log: Path,
+) -> Any:
     return pm.execute_notebook(
         str(notebook),
         str(output),
@@ -124,7 +157,7 @@ def execute_notebook(
         stdout_file=stream,
         stderr_file=stream,
         execution_timeout=timeout,
-        kernel_manager_class=_kernel_manager_class(),
+        kernel_manager_class=_kernel_manager_class(log),
     )
 
 

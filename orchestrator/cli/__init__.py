@@ -53,7 +53,9 @@ def _registrars():
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``orchestrator`` console script."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # a command that is interrupted can print its exact resume line
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

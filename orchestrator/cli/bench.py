@@ -89,22 +89,51 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     run_id = args.run_id or new_run_id()
     print(f"bench: run {run_id}: executing {_rel(nb_path)} (progress below)", file=sys.stderr, flush=True)
-    result = report.bench(
-        parameters=params,
-        run_id=run_id,
-        config=find_config_path(config),
-        output_dir=args.output_dir,
-        with_code=args.with_code,
-        notebook=nb_path,
-        stream=sys.stderr,
-        timeout=args.timeout,
-    )
+    try:
+        result = report.bench(
+            parameters=params,
+            run_id=run_id,
+            config=find_config_path(config),
+            output_dir=args.output_dir,
+            with_code=args.with_code,
+            notebook=nb_path,
+            stream=sys.stderr,
+            timeout=args.timeout,
+        )
+    except KeyboardInterrupt:
+        import logging
+
+        # the kernel is gone, and the notebook client's abandoned tasks would log "Task exception was never
+        # retrieved" with a traceback as the interpreter exits: nothing the user can act on
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        print(interrupted_message(cfg, run_id, getattr(args, "argv", None)), file=sys.stderr)
+        return 130
     print(f"run id: {result.run_id}")
     _print_summary(cfg, result.run_id)
     print(f"notebook: {_rel(result.notebook)}")
     print(f"report:   {_rel(result.html)}")
     print(f"({result.wall_s:.0f} s)", file=sys.stderr)
     return 0
+
+
+def interrupted_message(cfg: Any, run_id: str, argv: list[str] | None) -> str:
+    """What an interrupted bench kept, and the exact line that resumes it (the same run id skips every cell
+    already stored, so nothing is paid twice)."""
+    import shlex
+
+    from ..runs.store import open_store
+
+    try:
+        with open_store(config=cfg, readonly=True) as store:
+            kept = len(store.results_df(run_id))
+    except Exception:  # the store may not exist yet (interrupted before the first cell)
+        kept = 0
+    args = list(argv or ["bench"])
+    if "--run-id" not in args and not any(a.startswith("--run-id=") for a in args):
+        args += ["--run-id", run_id]
+    resume = shlex.join(["orchestrator", *args])
+    cells = f"{kept} finished cell{'s' if kept != 1 else ''}"
+    return f"bench: interrupted; run {run_id} keeps its {cells}.\nresume with: {resume}"
 
 
 def _print_summary(cfg: Any, run_id: str) -> None:
