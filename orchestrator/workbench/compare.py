@@ -34,11 +34,14 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_diff(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> pd.DataFrame:
     """What differs between two config snapshots (runs table ``config_snapshot``, mode versions included):
-    one row per changed key (dotted path) with both values and whether it was added, removed or changed."""
+    one row per changed key (dotted path) with both values and whether it was added, removed or changed.
+
+    Models and modes only one run used are one row each (``models``: "only in run B"), not a row per
+    setting: the comparison is about what the two runs share."""
     import pandas as pd
 
-    fa, fb = _flatten(a or {}), _flatten(b or {})
-    rows = []
+    a, b, rows = _shared_only(dict(a or {}), dict(b or {}))
+    fa, fb = _flatten(a), _flatten(b)
     for key in sorted(set(fa) | set(fb)):
         va, vb = fa.get(key, _MISSING), fb.get(key, _MISSING)
         if va == vb:
@@ -46,6 +49,34 @@ def config_diff(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> pd.
         change = "added" if va is _MISSING else "removed" if vb is _MISSING else "changed"
         rows.append({"key": key, "run A": _show(va), "run B": _show(vb), "change": change})
     return pd.DataFrame(rows, columns=["key", "run A", "run B", "change"])
+
+
+def _shared_only(
+    a: dict[str, Any], b: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, str]]]:
+    """``a`` and ``b`` with their ``models`` and ``mode_versions`` cut to the entries both have, and one row
+    per section naming what only one of them has."""
+    rows = []
+    for section in ("models", "mode_versions"):
+        sa, sb = a.get(section), b.get(section)
+        if not isinstance(sa, Mapping) or not isinstance(sb, Mapping):
+            continue
+        only_a, only_b = sorted(set(sa) - set(sb)), sorted(set(sb) - set(sa))
+        for names, label in ((only_a, "only in run A"), (only_b, "only in run B")):
+            if names:
+                shown = ", ".join(names)
+                rows.append(
+                    {
+                        "key": section,
+                        "run A": shown if label.endswith("A") else "—",
+                        "run B": shown if label.endswith("B") else "—",
+                        "change": label,
+                    }
+                )
+        shared = set(sa) & set(sb)
+        a[section] = {k: v for k, v in sa.items() if k in shared}
+        b[section] = {k: v for k, v in sb.items() if k in shared}
+    return a, b, rows
 
 
 class _Missing:
@@ -155,8 +186,9 @@ def compare_runs(
     create_if_missing: bool = True,
     n_boot: int = 2000,
 ) -> RunComparison:
-    """Compare two runs (default: the two most recent; B is the newer). With fewer than two runs in the
-    store and ``create_if_missing``, two tiny baseline runs are created first."""
+    """Compare two runs (default: the two most recent; B is the newer). With no run at all in the store and
+    ``create_if_missing``, two demo baseline runs are made first (the header says so); with one, the error
+    lists it and says how to get a second."""
     import pandas as pd
 
     from ..analysis import summary_table
@@ -165,7 +197,10 @@ def compare_runs(
     cfg = load_bench_config(config)
     created: list[str] = []
     if (run_a is None or run_b is None) and create_if_missing:
-        created = ensure_runs(cfg)
+        with open_store(config=cfg) as store:
+            empty = not store.runs()
+        if empty:  # a fresh database (the notebook run on its own): two demo runs, and the header says so
+            created = ensure_runs(cfg)
     with open_store(config=cfg) as store:
         runs = store.runs()
         if run_b is None or run_a is None:
@@ -175,7 +210,7 @@ def compare_runs(
             if run_a is None:
                 run_a = ids.pop(0) if ids else None
         if not run_a or not run_b:
-            raise ValueError("compare_runs needs two runs; the store has fewer (run a benchmark first)")
+            raise ValueError(_two_runs_needed(runs))
         info_a, info_b = store.run(run_a), store.run(run_b)
         for rid, info in ((run_a, info_a), (run_b, info_b)):
             if info is None:
@@ -206,6 +241,18 @@ def compare_runs(
     )
 
 
+def _two_runs_needed(runs: list[dict[str, Any]]) -> str:
+    stored = "; ".join(
+        f"{r['id']} ({str(r.get('created', ''))[:16]}, {r.get('cells', 0)} cells, {r.get('dataset') or '?'})"
+        for r in runs[:5]
+    )
+    return (
+        f"compare_runs needs two runs; the results database has {len(runs)}"
+        + (f": {stored}" if stored else "")
+        + ". Run another benchmark (orchestrator bench), or name both: compare_runs(run_a=..., run_b=...)"
+    )
+
+
 def runs_header(cmp: RunComparison) -> Any:
     rows = []
     for label, info in (("A", cmp.run_a), ("B", cmp.run_b)):
@@ -218,8 +265,9 @@ def runs_header(cmp: RunComparison) -> Any:
     note = ""
     if cmp.created:
         note = (
-            f'<div class="orc-note">Fewer than two runs were stored, so {len(cmp.created)} tiny baseline '
-            f"run(s) were created to compare: {esc(', '.join(cmp.created))}.</div>"
+            f'<div class="orc-note">The results database had no run, so {len(cmp.created)} demo runs of the '
+            f"rule baseline on 3 sample issues were made to show this notebook: {esc(', '.join(cmp.created))}. "
+            "Run benchmarks of your own, then compare them.</div>"
         )
     return _html(
         f"<style>{CSS}</style><div class='orc-header'><h1>Run comparison</h1></div>{note}"

@@ -127,6 +127,10 @@ def test_every_notebook_executes_under_nbval(tmp_path):
         "addopts=",
         "--timeout=900",
     ]
+    # a run before the benchmark notebook's own, so compare_runs compares two real runs (it never invents one)
+    earlier = [sys.executable, "-m", "orchestrator.cli", "run", "--dataset", "datasets/sample.jsonl"]
+    earlier += ["--models", "baseline/rules", "--modes", "classify,summarize", "--limit", "4"]
+    subprocess.run(earlier, cwd=project, env=env, capture_output=True, text=True, timeout=300, check=True)
     proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=1400)
     print(proc.stdout[-6000:])
     print(proc.stderr[-3000:], file=sys.stderr)
@@ -138,7 +142,7 @@ def test_every_notebook_executes_under_nbval(tmp_path):
     # each notebook made its runs in the temporary home, not in the project's database
     store = ResultStore(default_db_path(tmp_path / "home"))
     try:
-        assert len(store.runs()) >= 2  # the benchmark's run, plus compare_runs' tiny run(s)
+        assert len(store.runs()) == 2  # the earlier run and the benchmark's: compare_runs made none
     finally:
         store.close()
 
@@ -647,3 +651,40 @@ def test_search_matches_whole_words_and_keeps_label_filters():
     assert [i.id for i in workbench.find_issues(issues, "label:bug")] == ["a#1"]
     assert [i.id for i in workbench.find_issues(issues, "a#2")] == ["a#2"]
     assert workbench.find_issues(issues, "label:docs hangs") == []
+
+
+def test_compare_runs_with_one_run_lists_it_and_diffs_only_shared_models(isolated_home, tmp_path):
+    from orchestrator.runs.store import open_store
+
+    cfg = workbench.load_bench_config(ROOT / "orchestrator.toml")
+    first = workbench.run_benchmark(
+        "datasets/sample.jsonl",
+        models="baseline/rules",
+        modes="classify",
+        limit=2,
+        config=cfg,
+        progress=False,
+    )
+    with pytest.raises(ValueError) as info:
+        workbench.compare_runs(config=cfg)
+    message = str(info.value)
+    assert "needs two runs; the results database has 1: " + first.run_id in message
+    assert "compare_runs(run_a=..., run_b=...)" in message
+    with open_store(config=cfg) as store:
+        assert len(store.runs()) == 1  # nothing was invented
+    a = {
+        "models": {"m1": {"temperature": 0.1}, "m2": {"temperature": 0.2}},
+        "mode_versions": {"classify": "x"},
+    }
+    b = {"models": {"m1": {"temperature": 0.5}, **{f"n{i}": {"t": i, "p": 1} for i in range(30)}}}
+    b["mode_versions"] = {"classify": "x", "explain": "y"}
+    diff = workbench.config_diff(a, b)
+    assert diff[diff["key"].str.startswith("models.")]["key"].tolist() == ["models.m1.temperature"]
+    only = diff[diff["change"].str.startswith("only")][["key", "run A", "run B", "change"]].values.tolist()
+    names = ", ".join(sorted(f"n{i}" for i in range(30)))
+    assert only == [
+        ["models", "m2", "—", "only in run A"],
+        ["models", "—", names, "only in run B"],
+        ["mode_versions", "—", "explain", "only in run B"],
+    ]
+    assert len(diff) == 4  # not a row per setting of the 30 models run A never used
