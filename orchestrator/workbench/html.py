@@ -151,8 +151,9 @@ def show_figure(fig: Any, *, dpi: int = 110) -> None:
 
 
 def show_cost_quality(summary: pd.DataFrame, modes: Sequence[str] | None = None, *, per_row: int = 2) -> None:
-    """The cost–quality frontier, ``per_row`` modes per figure (readable at page width). When no model has a
-    non-zero known cost (all free or unpriced), quality against p50 latency is shown as well."""
+    """The cost–quality frontier, ``per_row`` modes per figure (readable at page width). When every known
+    cost is the same (all free, or none known), that is said in words and quality is plotted against p50
+    latency instead of over a degenerate cost axis."""
     from .plots import cost_quality
 
     order = list(modes) if modes else _ordered_modes(summary["mode"].dropna())
@@ -164,13 +165,16 @@ def show_cost_quality(summary: pd.DataFrame, modes: Sequence[str] | None = None,
     if not order:
         show_text_now("Nothing scored: no cost–quality plot.")
         return
-    costs = summary["cost_per_issue"].dropna()
+    costs = summary.loc[summary["mode"].isin(order), "cost_per_issue"].dropna()
     axes = [("cost_per_issue", "cost per issue (USD)", per_row)]
-    if costs.empty or (costs == 0).all():  # nothing to see on cost: one compact row, then latency
-        axes = [
-            ("cost_per_issue", "cost per issue (USD)", max(1, len(order))),
-            ("latency_p50", "p50 latency (s)", per_row),
-        ]
+    if costs.nunique() <= 1:  # a flat cost axis (all free, or all unpriced) would plot nothing but noise
+        flat = (
+            "no model has a known cost"
+            if costs.empty
+            else f"every model costs the same, {fmt_usd(costs.iloc[0])} per issue"
+        )
+        show_text_now(f"Cost–quality: {flat}, so quality is plotted against p50 latency instead.")
+        axes = [("latency_p50", "p50 latency (s)", per_row)]
     for x, label, n in axes:
         for i in range(0, len(order), n):
             part = summary[summary["mode"].isin(order[i : i + n])]

@@ -116,6 +116,11 @@ def _cost_quality_panel(ax: Axes, sub: pd.DataFrame, *, x: str, xlabel: str, col
         )
     if log:
         ax.set_xscale("log")
+    elif len(placed) and placed["plot_x"].nunique() == 1:  # one value: a readable axis around it, said so
+        value = float(placed["plot_x"].iloc[0])
+        pad = abs(value) * 0.5 or 1.0
+        ax.set_xlim(value - pad, value + pad)
+        ax.text(0.5, 0.02, f"all at {value:g}", transform=ax.transAxes, ha="center", fontsize=8, color="0.4")
     elif len(placed):
         ax.set_xlim(
             left=min(0.0, float(placed["plot_x"].min())) - 0.05 * (float(placed["plot_x"].max()) or 1.0)

@@ -123,3 +123,30 @@ def test_summary_plots_accept_an_empty_mode_filter(fn, tmp_path):
     summary = summary_table(_results(["openai/gpt-x"]), n_boot=50)
     fig = fn(summary[summary["mode"] == "classify"])
     _assert_png(fig, tmp_path / "filtered.png")
+
+
+def test_equal_costs_are_said_in_words_and_no_cost_axis_is_drawn(monkeypatch, tmp_path):
+    """All free: no degenerate cost axis (−0.04..0.04); a note says why, and quality is plotted against
+    latency, two panels per figure; a single x value gets a readable axis around it, labelled."""
+    from orchestrator.workbench import html
+
+    summary = summary_table(
+        _results(["local/smollm2", "local/other"], ("classify", "fix", "summarize", "explain")).assign(
+            cost_usd=0.0
+        ),
+        n_boot=50,
+    )
+    notes, figures = [], []
+    monkeypatch.setattr(html, "show_text_now", lambda text, css_class="orc-note": notes.append(text))
+    monkeypatch.setattr(html, "show_figure", lambda fig, **kw: figures.append(fig))
+    html.show_cost_quality(summary)
+    assert notes == [
+        "Cost–quality: every model costs the same, $0 (free) per issue, so quality is plotted against p50 latency instead."
+    ] or (len(notes) == 1 and "costs the same" in notes[0] and "latency" in notes[0])
+    assert len(figures) == 2 and all(len(f.axes) == 2 for f in figures)  # 4 modes, 2 per figure
+    assert all("latency" in f.axes[0].get_xlabel() for f in figures)
+    one = summary_table(_results(["local/smollm2"], ("classify",)).assign(cost_usd=0.0), n_boot=50)
+    fig = plots.cost_quality(one)
+    low, high = fig.axes[0].get_xlim()
+    assert (low, high) == (-1.0, 1.0)
+    _assert_png(fig, tmp_path / "one.png")
