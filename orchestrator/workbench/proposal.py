@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ class RoutingProposal:
     written: bool
     error: str | None = None
     min_n: int = 10
+    provisional: dict[str, Any] = field(default_factory=dict)  # picks on fewer than min_n issues: shown only
 
     @property
     def skipped_hint(self) -> str:
@@ -60,6 +61,7 @@ def routing_proposal(
     selections = routing.select_winners(
         df, objective, max_cost_per_issue=max_cost_per_issue, min_n=min_n, allow_any_split=not held_out
     )
+    provisional = _provisional(df, selections, objective, max_cost_per_issue, held_out, min_n)
     rows = df[df["split"] == "dev"] if held_out else df
     n_issues = int(rows["issue_id"].nunique())
     if held_out:
@@ -75,6 +77,22 @@ def routing_proposal(
     table_rows = []
     for mode in _ordered_modes([*selections, *getattr(selections, "skipped", {})]):
         sel = selections.get(mode)
+        if sel is None and mode in provisional:
+            sel = provisional[mode]
+            table_rows.append(
+                {
+                    "mode": mode,
+                    "model": sel.model,
+                    "fallbacks": ", ".join(sel.fallbacks) or "—",
+                    "score": sel.score,
+                    "95% CI": fmt_ci(*sel.ci) if sel.ci else "—",
+                    "$ / issue": sel.cost_per_issue,
+                    "issues": sel.n,
+                    "reason": f"PROVISIONAL, not written: {sel.n} issues < min_n {min_n}, so the CI is wide "
+                    f"and a tie is likely; {sel.reason}",
+                }
+            )
+            continue
         if sel is None:
             table_rows.append(
                 {
@@ -127,6 +145,7 @@ def routing_proposal(
             error = redact(f"{type(exc).__name__}: {exc}")
     return RoutingProposal(
         selections=selections,
+        provisional=provisional,
         table=table,
         note=note,
         held_out=held_out,
@@ -137,17 +156,52 @@ def routing_proposal(
     )
 
 
+def _provisional(
+    df: pd.DataFrame,
+    selections: Any,
+    objective: str,
+    max_cost_per_issue: float | None,
+    held_out: bool,
+    min_n: int,
+) -> dict[str, Any]:
+    """For the modes no model qualified for only because of ``min_n``: what the same objective picks on the
+    issues there are. Shown, flagged, never written (a small sample shows the loop, not a decision)."""
+    from .. import routing
+
+    small = [m for m, why in getattr(selections, "skipped", {}).items() if f">= {min_n} scored issues" in why]
+    if not small or min_n <= 1:
+        return {}
+    loose = routing.select_winners(
+        df,
+        objective,
+        max_cost_per_issue=max_cost_per_issue,
+        min_n=1,
+        allow_any_split=not held_out,
+        modes=small,
+    )
+    return {m: loose[m] for m in small if m in loose}
+
+
 def show_routing(proposal: RoutingProposal, config_name: str = "orchestrator.toml") -> None:
     from IPython.display import display
 
     display(show_text(proposal.note, "orc-ok" if proposal.held_out else "orc-note"))
-    if not proposal.selections:
+    if not proposal.selections and not proposal.provisional:
         display(
             show_text(
                 "No mode has a winner, so the routing stays as it is. " + proposal.skipped_hint, "orc-note"
             )
         )
         return
+    if proposal.provisional:
+        display(
+            show_text(
+                f"{len(proposal.provisional)} mode(s) have fewer than {proposal.min_n} scored issues per model "
+                "(min_n): their picks below are PROVISIONAL, shown so you can see what the loop would route, "
+                "and never written. Run on a larger issue set (datasets/issues.jsonl) for a decision.",
+                "orc-note",
+            )
+        )
     sty = proposal.table.style.format({"score": fmt_num, "$ / issue": fmt_usd}, escape="html", na_rep="—")
     display(_base_style(sty, "objective and thresholds as passed to routing.select_winners"))
     if proposal.error:

@@ -181,6 +181,10 @@ def test_benchmark_through_papermill_records_parameters_and_run(tmp_path, isolat
     assert not any(
         c.get("outputs") and any(o.get("output_type") == "error" for o in c.outputs) for c in nb.cells
     )
+    shown = json.dumps(
+        [o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", [])]
+    )
+    assert "PROVISIONAL, not written" in shown  # a small run still shows the routing loop, flagged
 
     store = ResultStore(default_db_path(isolated_home))
     try:
@@ -688,3 +692,31 @@ def test_compare_runs_with_one_run_lists_it_and_diffs_only_shared_models(isolate
         ["mode_versions", "—", "explain", "only in run B"],
     ]
     assert len(diff) == 4  # not a row per setting of the 30 models run A never used
+
+
+def test_a_small_run_shows_provisional_routing_picks_and_writes_none(isolated_home, tmp_path):
+    """The default bench's dev split (6 issues) is below min_n: the proposal still shows what the loop would
+    route, marked provisional with its n, and the diff to the config stays empty."""
+    cfg_path = tmp_path / "orchestrator.toml"
+    cfg_path.write_text(
+        '[defaults]\nmodel = "baseline/rules"\n\n[models."baseline/rules"]\nprovider = "baseline"\n\n'
+        '[models."baseline/again"]\nprovider = "baseline"\n',
+        encoding="utf-8",
+    )
+    cfg = workbench.load_bench_config(cfg_path)
+    bench = workbench.run_benchmark(
+        str(ROOT / "datasets" / "sample.jsonl"),
+        models="baseline/rules,baseline/again",
+        modes="classify,summarize",
+        config=cfg,
+        progress=False,
+    )
+    proposal = workbench.routing_proposal(bench, min_n=10)
+    assert not proposal.selections and set(proposal.provisional) == {"classify", "summarize"}
+    rows = proposal.table.set_index("mode")
+    assert rows.loc["classify", "reason"].startswith("PROVISIONAL, not written: 6 issues < min_n 10")
+    assert rows.loc["classify", "model"] in {"baseline/rules", "baseline/again"}
+    assert proposal.diff == "" and not proposal.written
+    assert "[routing" not in cfg_path.read_text()
+    strict = workbench.routing_proposal(bench, min_n=5)
+    assert set(strict.selections) == {"classify", "summarize"} and not strict.provisional
