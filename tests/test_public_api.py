@@ -79,6 +79,7 @@ PUBLIC = {
         "resolve_path",
         "routing_proposal",
         "run_benchmark",
+        "run_config",
         "runs_header",
         "sample_answers",
         "show_changes",

@@ -28,6 +28,7 @@ from .benchmark import (
     load_issues,
     report_header,
     run_benchmark,
+    run_config,
 )
 from .compare import (
     RunComparison,
@@ -113,6 +114,7 @@ __all__ = [
     "resolve_path",
     "routing_proposal",
     "run_benchmark",
+    "run_config",
     "runs_header",
     "sample_answers",
     "show_changes",

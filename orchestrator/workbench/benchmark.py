@@ -49,6 +49,47 @@ def load_bench_config(
     return cfg.model_copy(update={"models": models})
 
 
+# What shapes a request, and so its cache key: a session exploring a run takes these from the run's snapshot.
+RUN_SETTINGS = ("temperature", "max_tokens", "top_p", "seed", "modes")
+
+
+def run_config(
+    config: Config | str | os.PathLike[str] | None = None, *, run: str | None = "latest"
+) -> tuple[Config, str]:
+    """The config with each model's request settings (``RUN_SETTINGS``) as the run ``run`` recorded them
+    (``"latest"``: the newest run; None: the config as it is), and one line saying which settings apply.
+
+    So exploring a benchmark asks what the benchmark asked: its answers come from the cache, and its scores
+    are the report's (`orchestrator bench` caps output at 160 tokens, the config says 256 or more)."""
+    from ..runs.store import open_store
+
+    cfg = load_bench_config(config)
+    if run is None:
+        return cfg, "settings: the config's own (no run given)"
+    with open_store(config=cfg, readonly=True) as store:
+        runs = store.runs()
+        run_id = runs[0]["id"] if run == "latest" and runs else run
+        info = store.run(run_id) if run_id and run_id != "latest" else None
+    if info is None:
+        if run == "latest":
+            return cfg, "settings: the config's own (no run stored yet)"
+        known = ", ".join(r["id"] for r in runs[:5]) or "none"
+        raise ValueError(f"no run {run!r} in the results database (the newest: {known})")
+    recorded = (info.get("config_snapshot") or {}).get("models") or {}
+    models = dict(cfg.models)
+    for model_id, snap in recorded.items():
+        if model_id in models:
+            data = models[model_id].model_dump()
+            data.update({k: snap[k] for k in RUN_SETTINGS if k in snap})
+            models[model_id] = type(models[model_id]).model_validate(data)
+    shared = sorted(set(recorded) & set(cfg.models))
+    return (
+        cfg.model_copy(update={"models": models}),
+        f"settings: as run {run_id} recorded them for {', '.join(shared) or 'no model of this config'} "
+        "(its cached answers are reused)",
+    )
+
+
 def load_issues(
     dataset: str | os.PathLike[str],
     *,

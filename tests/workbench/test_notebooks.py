@@ -720,3 +720,36 @@ def test_a_small_run_shows_provisional_routing_picks_and_writes_none(isolated_ho
     assert "[routing" not in cfg_path.read_text()
     strict = workbench.routing_proposal(bench, min_n=5)
     assert set(strict.selections) == {"classify", "summarize"} and not strict.provisional
+
+
+def test_exploring_a_run_asks_with_its_settings_so_its_answers_come_from_the_cache(isolated_home):
+    """`orchestrator bench` caps output tokens; explore on the run's recorded settings reuses its cached
+    answers (and so its scores), while the config's own settings would ask again."""
+    from orchestrator.client import LLMClient
+
+    cfg = workbench.load_bench_config(ROOT / "orchestrator.toml")
+    spec = cfg.model_spec("baseline/rules")
+    bench = workbench.run_benchmark(
+        "datasets/sample.jsonl",
+        models="baseline/rules",
+        modes="classify",
+        limit=2,
+        config=cfg,
+        max_tokens=37,
+        progress=False,
+    )
+    explored, note = workbench.run_config(ROOT / "orchestrator.toml", run="latest")
+    assert explored.model_spec("baseline/rules").max_tokens == 37 != spec.max_tokens
+    assert bench.run_id in note and "baseline/rules" in note
+    issue = workbench.load_issues("datasets/sample.jsonl", config=cfg)[0]
+    for config, cached in ((explored, True), (cfg, False)):
+        client = LLMClient(config)
+        try:
+            frame = workbench.compare_answers(client, issue, ["baseline/rules"], "classify")
+            assert bool(frame["cached"].iloc[0]) is cached
+        finally:
+            client.close()
+    same, _ = workbench.run_config(ROOT / "orchestrator.toml", run=None)
+    assert same.model_spec("baseline/rules").max_tokens == spec.max_tokens
+    with pytest.raises(ValueError, match="no run 'nope'"):
+        workbench.run_config(ROOT / "orchestrator.toml", run="nope")
