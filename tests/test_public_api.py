@@ -56,6 +56,7 @@ PUBLIC = {
         "compare_answers",
         "compare_runs",
         "config_diff",
+        "drilldown_html",
         "ensure_runs",
         "errors_table",
         "esc",

@@ -11,6 +11,7 @@ one module per job, and this face re-exports what they call (``from orchestrator
 - :mod:`.proposal`: the routing proposal and the config diff it would write;
 - :mod:`.compare`: two runs side by side;
 - :mod:`.explore`: one issue at a time, and the explore widget;
+- :mod:`.drilldown`: every cell of a run, expandable, for the report;
 - :mod:`.plots`: the matplotlib figures (imported only when a figure is drawn).
 
 Untrusted text (issue titles and bodies, model answers, error messages) only ever reaches HTML escaped:
@@ -40,6 +41,7 @@ from .compare import (
     styled_run_pairs,
     styled_run_summaries,
 )
+from .drilldown import drilldown_html
 from .explore import answers_html, compare_answers, explore_widget, find_issues, issue_card
 from .html import (
     CSS,
@@ -91,6 +93,7 @@ __all__ = [
     "compare_answers",
     "compare_runs",
     "config_diff",
+    "drilldown_html",
     "ensure_runs",
     "errors_table",
     "esc",

@@ -233,6 +233,13 @@ def test_report_in_headless_chromium(bench_report, tmp_path):
                 "text": await page.evaluate("document.body.innerText"),
                 "title": await page.evaluate("document.title"),
                 "scripts": await page.evaluate("document.querySelectorAll('script').length"),
+                "cells": await page.evaluate(
+                    "document.querySelectorAll('.orc-drill table:not([class*=x]) details[class]').length"
+                ),
+                "anchors": await page.evaluate(
+                    "['drill-classify','drill-summarize','drill-failures','drill-disagreements']"
+                    ".map(id => !!document.getElementById(id))"
+                ),
             }
             await page.screenshot(tmp_path / "report.png")
             return result
@@ -244,6 +251,8 @@ def test_report_in_headless_chromium(bench_report, tmp_path):
     assert r["pngs"] >= 3  # cost-quality, heatmap, latency
     assert r["pwned"] == ["undefined", "undefined", "undefined"]
     assert r["scripts"] == 0
+    assert r["anchors"] == [True, True, True, True]  # the drill-down and its anchored views
+    assert r["cells"] >= 3 * 2 * 2  # every (issue, model, mode) cell expandable (failures list some again)
     assert "<script>window.__pwned=1</script>" in r["text"]  # shown as text
     assert TITLE_PAYLOAD in r["text"]
     assert bench_report["run_id"] in r["title"] and bench_report["run_id"] in r["text"]
