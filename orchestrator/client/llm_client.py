@@ -24,6 +24,7 @@ the key is shaped; ``Completion.notes`` says what was repaired.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 import random
@@ -266,6 +267,11 @@ class LLMClient:
     def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the client's own loop (a background thread) and wait for its result."""
         return self._background.run(coro)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the client's own loop and return at once (a widget's run that must not block
+        the kernel); ``cancel()`` on the future cancels it."""
+        return self._background.submit(coro)
 
     def route(self, model: str | None, mode: str | None) -> list[str]:
         """The models to try, in order (see :func:`orchestrator.client.route.model_chain`)."""

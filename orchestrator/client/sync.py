@@ -7,6 +7,7 @@ wrappers submit their coroutine to this loop instead and wait for the result.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -31,6 +32,10 @@ class BackgroundLoop:
         except KeyboardInterrupt:
             future.cancel()
             raise
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the loop and return at once; ``future.cancel()`` cancels it there."""
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure())
 
     def close(self, before: Callable[[], Awaitable[Any]] | None = None) -> None:
         """Stop the loop (after awaiting ``before()`` on it, e.g. closing its HTTP clients)."""

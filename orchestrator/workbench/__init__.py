@@ -10,7 +10,8 @@ one module per job, and this face re-exports what they call (``from orchestrator
 - :mod:`.prompts`: the prompts × models matrix of a task, and the issues that flipped between two prompts;
 - :mod:`.proposal`: the routing proposal and the config diff it would write;
 - :mod:`.compare`: two runs side by side;
-- :mod:`.explore`: one issue at a time, and the explore widget;
+- :mod:`.explore`: one issue at a time: search, the issue card, every model's answer side by side;
+- :mod:`.widget`: the explore widget (runs in the background, with progress and Cancel);
 - :mod:`.drilldown`: every cell of a run, expandable, for the report;
 - :mod:`.plots`: the matplotlib figures (imported only when a figure is drawn).
 
@@ -42,7 +43,7 @@ from .compare import (
     styled_run_summaries,
 )
 from .drilldown import drilldown_html
-from .explore import answers_html, compare_answers, explore_widget, find_issues, issue_card
+from .explore import answers_html, compare_answers, find_issues, issue_card
 from .html import (
     CSS,
     MODE_ORDER,
@@ -79,6 +80,7 @@ from .tables import (
     summary_frame,
     tied_groups,
 )
+from .widget import explore_widget
 from .words import summary_in_words, words_html
 
 __all__ = [

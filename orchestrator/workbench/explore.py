@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .html import CSS, _html, _is_nan, esc, fmt_num, fmt_s, fmt_usd, no_math, split_list
+from .html import CSS, _html, esc, fmt_num, fmt_s, fmt_usd, split_list
 from .tables import _clip, _gold_brief
 
 if TYPE_CHECKING:
@@ -55,28 +55,51 @@ def issue_card(issue: Issue, max_body: int = 1200) -> Any:
     )
 
 
+async def ask_models(
+    client: LLMClient,
+    issue: Issue,
+    models: Sequence[str] | str,
+    mode: str,
+    *,
+    cache: bool = True,
+    on_answer: Callable[[str, Any], None] | None = None,
+) -> list[Any]:
+    """Ask each model about ``issue`` in ``mode``, concurrently, through the response cache: a Completion or
+    the exception, per model, in order. ``on_answer(model, result)`` is called as each one finishes (the
+    widget's progress). Cancelling the task cancels the calls still in flight; finished ones stay cached."""
+    import asyncio
+
+    async def one(model: str) -> Any:
+        try:
+            result: Any = await client.complete(
+                issue, model=model, mode=mode, cache="use" if cache else "off"
+            )
+        except Exception as exc:  # a failed model is a row with its error, not a failed comparison
+            result = exc
+        if on_answer is not None:
+            on_answer(model, result)
+        return result
+
+    return list(await asyncio.gather(*(one(m) for m in split_list(models))))
+
+
 def compare_answers(
     client: LLMClient, issue: Issue, models: Sequence[str] | str, mode: str, *, cache: bool = True
 ) -> pd.DataFrame:
     """Ask each model about one issue in one mode (concurrently, through the response cache): one row per
     model with the answer, its score against the gold labels, tokens, cost, latency and whether it was cached."""
-    import asyncio
+    results = client.run_sync(ask_models(client, issue, models, mode, cache=cache))
+    return answers_frame(issue, split_list(models), mode, results)
 
+
+def answers_frame(issue: Issue, models: Sequence[str], mode: str, results: Sequence[Any]) -> pd.DataFrame:
+    """The rows of :func:`compare_answers` for ``results`` (a Completion or an exception per model)."""
     import pandas as pd
 
     from ..scoring import score
 
-    model_ids = split_list(models)
-
-    async def ask_all() -> list[Any]:
-        return await asyncio.gather(
-            *(client.complete(issue, model=m, mode=mode, cache="use" if cache else "off") for m in model_ids),
-            return_exceptions=True,
-        )
-
-    results = client.run_sync(ask_all())
     rows = []
-    for model, c in zip(model_ids, results, strict=True):
+    for model, c in zip(models, results, strict=True):
         if isinstance(c, BaseException):
             rows.append({"model": model, "answer": "", "error": error_line(c)})
             continue
@@ -101,22 +124,24 @@ def compare_answers(
                 "error": "",
             }
         )
-    cols = [
-        "model",
-        "answered by",
-        "fallback",
-        "served by",
-        "answer",
-        "parsed",
-        "score",
-        "tokens in",
-        "tokens out",
-        "cost_usd",
-        "latency_s",
-        "cached",
-        "error",
-    ]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
+
+
+ANSWER_COLUMNS = [
+    "model",
+    "answered by",
+    "fallback",
+    "served by",
+    "answer",
+    "parsed",
+    "score",
+    "tokens in",
+    "tokens out",
+    "cost_usd",
+    "latency_s",
+    "cached",
+    "error",
+]
 
 
 def error_line(exc: BaseException) -> str:
@@ -168,163 +193,3 @@ def answers_html(frame: pd.DataFrame, issue: Issue | None = None, mode: str | No
     if issue is not None and mode:
         gold = f"<p><b>gold ({esc(mode)}):</b> {esc(_gold_brief(issue, mode))}</p>"
     return _html(f"<style>{CSS}</style>{gold}<div class='orc-cards'>{''.join(cards)}</div>")
-
-
-def model_status(config: Any, model_id: str) -> str:
-    """What a model needs before it can answer, for the picker: free, key set, or the key to set."""
-    import os
-
-    from ..providers import provider_info
-
-    spec = config.model_spec(model_id)
-    if provider_info(spec.provider).free:
-        return "free"
-    if spec.api_key_env and not os.environ.get(spec.api_key_env):
-        return (
-            f"no key: set {spec.api_key_env} (a call falls back)"
-            if spec.fallbacks
-            else f"no key: set {spec.api_key_env}"
-        )
-    return "key set" if spec.api_key_env else "no key needed"
-
-
-def bindable_modes(issues: Sequence[Issue]) -> tuple[list[str], list[str]]:
-    """The modes the widget offers for ``issues``, bound to them (a task with ``labels = "dataset"`` takes
-    its labels from these issues; a label task gets its floor), and why any other mode is left out."""
-    from ..errors import ConfigError
-    from ..modes import MODES
-    from ..tasks.modes import bind_to_issues
-
-    offered, unbound = [], []
-    for name in list(MODES):
-        try:
-            bind_to_issues([name], issues)
-        except ConfigError as exc:
-            unbound.append(f"{name} left out: {exc}")
-            continue
-        offered.append(name)
-    return offered, unbound
-
-
-def explore_widget(
-    issues: Sequence[Issue],
-    client: LLMClient,
-    *,
-    models: Sequence[str] | str | None = None,
-    mode: str = "classify",
-) -> Any:
-    """An ipywidgets panel: search issues by text or ``label:X``, pick one, pick models and a mode, run, and
-    see the answers side by side with usage, cost and latency, next to the gold labels.
-
-    Answers go through the response cache (re-running is free; untick "use the cache" for fresh samples).
-    The returned VBox has ``controls`` (the widgets by name) and ``run()`` (what the Run button does)."""
-    from types import SimpleNamespace
-
-    import ipywidgets as W
-    from IPython.display import display
-
-    issues = list(issues)
-    offered, unbound = bindable_modes(issues)
-    known = client.models()
-    chosen = [m for m in split_list(models) if m in known] or known[:2]
-
-    def options(found: Sequence[Issue]) -> list[tuple[str, int]]:
-        return [(_clip(f"{i.id} · {i.title}", 110), issues.index(i)) for i in found]
-
-    search = W.Text(
-        placeholder="words in the title or body, or label:bug",
-        description="Search",
-        layout=W.Layout(width="32em"),
-    )
-    count = W.HTML(value=no_math(f"{len(issues)} issues", "span"))
-    picker = W.Dropdown(options=options(issues), description="Issue", layout=W.Layout(width="60em"))
-    model_pick = W.SelectMultiple(
-        options=[(f"{m} · {model_status(client.config, m)}", m) for m in known],
-        value=tuple(chosen),
-        description="Models",
-        rows=min(8, max(3, len(known))),
-        layout=W.Layout(width="28em"),
-    )
-    mode_pick = W.ToggleButtons(
-        options=offered, value=mode if mode in offered else offered[0], description="Mode"
-    )
-    use_cache = W.Checkbox(value=True, description="use the cache (re-running is free)", indent=False)
-    run_button = W.Button(description="Run", button_style="primary", icon="play")
-    status = W.HTML(value=no_math(esc("; ".join(unbound)), "span"))
-    issue_out, answers_out = W.Output(), W.Output()
-
-    def current() -> Issue | None:
-        return issues[picker.value] if picker.value is not None else None
-
-    def on_search(_: Any = None) -> None:
-        found = find_issues(issues, search.value)
-        picker.options = options(found)
-        if found and picker.value is None:
-            picker.value = issues.index(found[0])
-        count.value = no_math(esc(f"{len(found)} of {len(issues)} issues"), "span")
-
-    def on_pick(_: Any = None) -> None:
-        issue_out.clear_output()
-        answers_out.clear_output()
-        issue = current()
-        if issue is not None:
-            with issue_out:
-                display(issue_card(issue))
-
-    def run(_: Any = None) -> Any:
-        issue = current()
-        if issue is None or not model_pick.value:
-            status.value = no_math(esc("pick an issue and at least one model"), "span")
-            return None
-        run_button.disabled = True
-        status.value = no_math(esc(f"asking {len(model_pick.value)} model(s)…"), "span")
-        try:
-            frame = compare_answers(
-                client, issue, list(model_pick.value), mode_pick.value, cache=use_cache.value
-            )
-        except Exception as exc:
-            from ..errors import redact
-
-            status.value = no_math(f"<span class='orc-err'>{esc(redact(str(exc)))}</span>", "span")
-            return None
-        finally:
-            run_button.disabled = False
-        spent = sum(c for c in frame["cost_usd"].fillna(0) if not _is_nan(c))
-        failed = int((frame["error"].fillna("") != "").sum())
-        fell_back = int((frame["fallback"].fillna("") != "").sum())
-        parts = [f"{len(frame) - failed} answered", *([f"{failed} failed"] if failed else [])]
-        parts += [
-            *([f"{fell_back} by a fallback"] if fell_back else []),
-            f"{int(frame['cached'].fillna(False).sum())} cached",
-        ]
-        done = f"done: {', '.join(parts)}, spent {fmt_usd(spent)}"
-        status.value = no_math(esc(done), "span")
-        answers_out.clear_output(wait=True)
-        with answers_out:
-            display(answers_html(frame, issue, mode_pick.value))
-        return frame
-
-    def on_mode(_: Any = None) -> None:
-        answers_out.clear_output()  # the previous mode's cards and gold are not this mode's answers
-        status.value = ""
-
-    search.observe(on_search, names="value")
-    picker.observe(on_pick, names="value")
-    mode_pick.observe(on_mode, names="value")
-    model_pick.observe(on_mode, names="value")
-    run_button.on_click(run)
-    box = W.VBox(
-        [
-            W.HBox([search, count]),
-            picker,
-            W.HBox([model_pick, W.VBox([mode_pick, use_cache, W.HBox([run_button, status])])]),
-            issue_out,
-            answers_out,
-        ]
-    )
-    names = ("search", "picker", "models", "mode", "use_cache", "run", "status", "issue_out", "answers_out")
-    widgets = (search, picker, model_pick, mode_pick, use_cache, run_button, status, issue_out, answers_out)
-    box.controls = SimpleNamespace(**dict(zip(names, widgets, strict=True)))
-    box.run = run
-    on_pick()
-    return box
