@@ -49,6 +49,16 @@ def load_bench_config(
     return cfg.model_copy(update={"models": models})
 
 
+def _stored(cfg: Config, run_id: str) -> bool:
+    from ..runs.store import open_store
+
+    try:
+        with open_store(config=cfg, readonly=True) as store:
+            return store.run(run_id) is not None
+    except Exception:  # no database yet
+        return False
+
+
 # What shapes a request, and so its cache key: a session exploring a run takes these from the run's snapshot.
 RUN_SETTINGS = ("temperature", "max_tokens", "top_p", "seed", "modes")
 
@@ -184,6 +194,10 @@ def run_benchmark(
     from ..runs.store import open_store
 
     cfg = load_bench_config(config, max_tokens=max_tokens)
+    if run_id and max_tokens is None and _stored(cfg, run_id):
+        # resuming (the notebook run again from the UI, or `bench --run-id`): ask what the run asked, so the
+        # cells still to do match the stored ones and the cache answers the rest
+        cfg, _ = run_config(cfg, run=run_id)
     root = project_root(cfg)
     issues = load_issues(dataset, split=split, limit=limit, config=cfg)
     if not issues:

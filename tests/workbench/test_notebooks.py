@@ -752,3 +752,38 @@ def test_exploring_a_run_asks_with_its_settings_so_its_answers_come_from_the_cac
     assert same.model_spec("baseline/rules").max_tokens == spec.max_tokens
     with pytest.raises(ValueError, match="no run 'nope'"):
         workbench.run_config(ROOT / "orchestrator.toml", run="nope")
+
+
+def test_resuming_a_run_asks_with_the_settings_it_recorded(isolated_home):
+    """The benchmark notebook run again from the UI with a run id (or `bench --run-id`) resumes with the
+    request settings the run recorded, not the config's own."""
+    cfg = workbench.load_bench_config(ROOT / "orchestrator.toml")
+    first = workbench.run_benchmark(
+        "datasets/sample.jsonl",
+        models="baseline/rules",
+        modes="classify",
+        limit=2,
+        config=cfg,
+        max_tokens=37,
+        progress=False,
+    )
+    again = workbench.run_benchmark(
+        "datasets/sample.jsonl",
+        models="baseline/rules",
+        modes="classify",
+        limit=3,
+        config=cfg,
+        run_id=first.run_id,
+        progress=False,
+    )
+    assert again.config.model_spec("baseline/rules").max_tokens == 37
+    assert len(again.df) == 3
+    fresh = workbench.run_benchmark(
+        "datasets/sample.jsonl",
+        models="baseline/rules",
+        modes="classify",
+        limit=1,
+        config=cfg,
+        progress=False,
+    )
+    assert fresh.config.model_spec("baseline/rules").max_tokens == cfg.model_spec("baseline/rules").max_tokens
