@@ -274,6 +274,8 @@ body .jp-OutputArea-child .jp-OutputArea-output { display: block; flex: 1 1 auto
 .jp-RenderedHTMLCommon .orc-table td, .jp-RenderedHTMLCommon .orc-table th { text-align: left; }
 .jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"] { background: #f6f8fa; }
 .jp-RenderedMarkdown h2 { border-bottom: 1px solid #e1e4e8; padding-bottom: 4px; margin-top: 1.4em; }
+.orc-toc { border: 1px solid #e1e4e8; border-radius: 6px; padding: 8px 14px; margin: 8px 0 16px; font-size: 0.95em; }
+.orc-toc ol { margin: 4px 0 0; padding-left: 1.4em; columns: 2 16em; }
 """
 
 # HTML the report keeps (everything else is escaped): text structure, tables, and the <style> blocks that
@@ -391,10 +393,31 @@ def render_html(nb: Any, html_path: str | os.PathLike[str], *, title: str, with_
     exporter = html_exporter(with_code=with_code)
     resources = {"metadata": {"name": title}, "orchestrator_css": CSS + _PAGE_CSS}
     body, _ = exporter.from_notebook_node(copy.deepcopy(nb), resources=resources)
+    body = with_contents(body)
     out = Path(html_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(body, encoding="utf-8")
     return out
+
+
+_H2 = re.compile(r'<h2 id="([^"]+)">(.*?)<a class="anchor-link"', re.S)
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def with_contents(page: str) -> str:
+    """The page with a table of contents of its sections (the notebook's ``##`` headings, which nbconvert
+    gives ids) at the top of ``<main>``: plain links, no script."""
+    import html as html_lib
+
+    sections = [(anchor, _TAGS.sub("", text).strip()) for anchor, text in _H2.findall(page)]
+    if len(sections) < 2 or "<main>" not in page:
+        return page
+    items = "".join(
+        f'<li><a href="#{html_lib.escape(html_lib.unescape(anchor), quote=True)}">{html_lib.escape(html_lib.unescape(text))}</a></li>'
+        for anchor, text in sections
+    )
+    nav = f'<nav class="orc-toc" aria-label="Contents"><b>Contents</b><ol>{items}</ol></nav>'
+    return page.replace("<main>", "<main>" + nav, 1)
 
 
 # --------------------------------------------------------------------------------------------- bench

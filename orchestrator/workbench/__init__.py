@@ -25,10 +25,12 @@ from __future__ import annotations
 from ..paths import project_root, relative_label, resolve_path
 from .benchmark import (
     Benchmark,
+    dataset_card,
     estimate_benchmark,
     load_bench_config,
     load_issues,
     report_header,
+    reproduce_command,
     run_benchmark,
     run_config,
 )
@@ -95,6 +97,7 @@ __all__ = [
     "compare_answers",
     "compare_runs",
     "config_diff",
+    "dataset_card",
     "drilldown_html",
     "ensure_runs",
     "errors_table",
@@ -116,6 +119,7 @@ __all__ = [
     "prompt_matrix",
     "relative_label",
     "report_header",
+    "reproduce_command",
     "resolve_path",
     "routing_proposal",
     "run_benchmark",

@@ -272,6 +272,7 @@ def report_header(bench: Benchmark, title: str = "Benchmark report") -> Any:
         ("Spent", f"${s.spent_usd:.4f} (cache saved ${s.saved_usd:.4f})"),
         ("Wall time", f"{s.wall_s:.1f} s"),
         ("Config", cfg_name + (f" (git {commit})" if commit != "—" else "")),
+        ("Reproduce", reproduce_command(bench)),
     ]
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     n_m, n_d, n_i = len(bench.models), len(bench.modes), len(bench.issues)
@@ -290,3 +291,77 @@ def report_header(bench: Benchmark, title: str = "Benchmark report") -> Any:
         f'<p class="orc-sub">{esc(sub)}</p>'
         f'<table class="orc-meta">{body}</table></div>'
     )
+
+
+def reproduce_command(bench: Benchmark) -> str:
+    """The `orchestrator bench` line that runs this benchmark again (a new run id: the cache answers what it
+    can): the dataset, split, models, modes and repeats of the run, its issue limit and its output cap."""
+    import shlex
+
+    params = bench.run.get("params") or {}
+    args = ["orchestrator", "bench", "--dataset", bench.dataset, "--models", ",".join(bench.models)]
+    args += ["--modes", ",".join(bench.modes)]
+    if bench.split:
+        args += ["--split", bench.split]
+    if int(params.get("repeats") or 1) > 1:
+        args += ["-p", "repeats", str(params["repeats"])]
+    total = _issue_count(resolve_path(bench.dataset, bench.root))
+    if total is not None and len(bench.issues) < total and not bench.split:
+        args += ["-p", "limit", str(len(bench.issues))]
+    caps = {
+        spec.get("max_tokens")
+        for spec in ((bench.run.get("config_snapshot") or {}).get("models") or {}).values()
+    }
+    if len(caps) == 1 and None not in caps:
+        cap = caps.pop()
+        own = load_bench_config(bench.config.path) if bench.config.path else bench.config  # the file's
+        if any(own.model_spec(m).max_tokens != cap for m in bench.models if m in own.models):
+            args += ["-p", "max_tokens", str(cap)]
+    return shlex.join(args)
+
+
+def _issue_count(path: Path) -> int | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError:
+        return None
+
+
+def dataset_card(bench: Benchmark) -> Any:
+    """What the issues of the run are: counts by split, gold type and repository, and the first paragraph
+    of the datasheet (``README.md`` beside the dataset), escaped."""
+    from ..issues.checks import dataset_stats
+
+    stats = dataset_stats(list(bench.issues.values()))
+
+    def counts(section: dict[str, int], limit: int = 8) -> str:
+        items = list(section.items())
+        shown = ", ".join(f"{k}: {v}" for k, v in items[:limit])
+        return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
+
+    rows = [
+        ("Issues", str(stats["total"])),
+        ("By split", counts(stats["by_split"])),
+        ("By gold type", counts(stats["by_type"])),
+        ("By repository", counts(stats["by_repo"])),
+    ]
+    sheet = resolve_path(bench.dataset, bench.root).parent / "README.md"
+    summary = _first_paragraph(sheet)
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    note = (
+        f"<p>{esc(summary)} <small>({esc(relative_label(sheet, bench.root))})</small></p>" if summary else ""
+    )
+    return _html(f"<style>{CSS}</style>{note}<table class='orc-meta'>{body}</table>")
+
+
+def _first_paragraph(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    for block in text.split("\n\n"):
+        block = block.strip()
+        if block and not block.startswith(("#", "|", "```", "-", "*")):
+            return " ".join(block.split())[:600]
+    return ""

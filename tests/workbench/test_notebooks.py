@@ -787,3 +787,57 @@ def test_resuming_a_run_asks_with_the_settings_it_recorded(isolated_home):
         progress=False,
     )
     assert fresh.config.model_spec("baseline/rules").max_tokens == cfg.model_spec("baseline/rules").max_tokens
+
+
+def test_the_report_header_gives_the_command_that_reproduces_the_run_and_a_dataset_card(isolated_home):
+    import shlex
+
+    cfg = workbench.load_bench_config(ROOT / "orchestrator.toml")
+    bench = workbench.run_benchmark(
+        "datasets/sample.jsonl",
+        models="baseline/rules",
+        modes="classify,summarize",
+        limit=2,
+        config=cfg,
+        max_tokens=37,
+        progress=False,
+    )
+    line = workbench.reproduce_command(bench)
+    assert shlex.split(line) == [
+        "orchestrator",
+        "bench",
+        "--dataset",
+        "datasets/sample.jsonl",
+        "--models",
+        "baseline/rules",
+        "--modes",
+        "classify,summarize",
+        "-p",
+        "limit",
+        "2",
+        "-p",
+        "max_tokens",
+        "37",
+    ]
+    assert (
+        "Reproduce" in workbench.report_header(bench).data
+        and "-p limit 2" in workbench.report_header(bench).data
+    )
+    card = workbench.dataset_card(bench).data
+    assert "<th>Issues</th><td>2</td>" in card and "By gold type" in card and "By repository" in card
+    assert "This directory holds the benchmark data" in card and "datasets/README.md" in card
+
+
+def test_the_rendered_report_gets_a_table_of_contents():
+    page = (
+        '<html><body><main><h2 id="In-words">In words<a class="anchor-link" href="#In-words">¶</a></h2>'
+        '<h2 id="Prompts-×-models">Prompts &times; models<a class="anchor-link" href="#x">¶</a></h2>'
+        "</main></body></html>"
+    )
+    out = report.with_contents(page)
+    assert out.count('<nav class="orc-toc"') == 1 and out.index("<nav") == out.index("<main>") + len("<main>")
+    assert (
+        '<a href="#In-words">In words</a>' in out
+        and '<a href="#Prompts-×-models">Prompts × models</a>' in out
+    )
+    assert report.with_contents("<main><h2 id='a'>only</h2></main>") == "<main><h2 id='a'>only</h2></main>"

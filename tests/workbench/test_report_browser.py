@@ -236,6 +236,11 @@ def test_report_in_headless_chromium(bench_report, tmp_path):
                 "cells": await page.evaluate(
                     "document.querySelectorAll('.orc-drill table:not([class*=x]) details[class]').length"
                 ),
+                "toc": await page.evaluate(
+                    "[...document.querySelectorAll('nav.orc-toc a')]"
+                    ".map(a => !!(document.getElementById(a.hash.slice(1))"
+                    " || document.getElementById(decodeURIComponent(a.hash.slice(1)))))"
+                ),
                 "anchors": await page.evaluate(
                     "['drill-classify','drill-summarize','drill-failures','drill-disagreements']"
                     ".map(id => !!document.getElementById(id))"
@@ -252,6 +257,10 @@ def test_report_in_headless_chromium(bench_report, tmp_path):
     assert r["pwned"] == ["undefined", "undefined", "undefined"]
     assert r["scripts"] == 0
     assert r["anchors"] == [True, True, True, True]  # the drill-down and its anchored views
+    assert len(r["toc"]) >= 6 and all(r["toc"]), r["toc"]  # contents: every link lands on its section
+    assert (
+        "orchestrator bench --dataset datasets/tiny.jsonl --models baseline/rules,test/hostile" in r["text"]
+    )
     assert r["cells"] >= 3 * 2 * 2  # every (issue, model, mode) cell expandable (failures list some again)
     assert "<script>window.__pwned=1</script>" in r["text"]  # shown as text
     assert TITLE_PAYLOAD in r["text"]
