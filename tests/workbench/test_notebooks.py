@@ -398,7 +398,7 @@ def test_config_diff_lists_changed_added_removed_keys():
     rows = {r["key"]: (r["run A"], r["run B"], r["change"]) for r in diff.to_dict("records")}
     assert rows == {
         "models.m.temperature": ("0.0", "0.7", "changed"),
-        "models.n.temperature": ("—", "0.1", "added"),
+        "models": ("—", "n", "only in run B"),  # a model one run never used: one row, not one per setting
         "mode_versions.classify": ("aaa", "bbb", "changed"),
     }
     assert workbench.config_diff(a, a).empty
