@@ -88,6 +88,7 @@ PUBLIC = {
         "show_changes",
         "show_cost_quality",
         "show_errors",
+        "show_fallbacks",
         "show_figure",
         "show_heatmap",
         "show_latency",

@@ -64,6 +64,7 @@ class ResultRow:
     task: str | None = _col("TEXT", "string")  # the task the mode answers (the mode's name for a built-in)
     prompt: str | None = _col("TEXT", "string")  # the prompt variant ("default" for a built-in mode)
     prompt_version: str | None = _col("TEXT")  # the hash of everything that shaped the prompt
+    fallback_reasons: list[str] | None = _col("TEXT")  # JSON: why each model before the answering one did not
 
     def update(self, values: Mapping[str, Any]) -> ResultRow:
         """Set several columns at once (a scorer's output, say); unknown names raise AttributeError."""

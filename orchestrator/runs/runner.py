@@ -554,6 +554,7 @@ async def _call_cell(
             "attempts": completion.attempts,
             "served_model": completion.served_model,
             "fallback_path": completion.fallback_path,
+            "fallback_reasons": completion.fallback_reasons or None,
             "from_cache": completion.from_cache,
             "finish_reason": completion.finish_reason,
             "charged_usd": completion.charged_usd,

@@ -63,7 +63,8 @@ RESULT_COLUMNS = COLUMNS  # the typed row's columns, in order (orchestrator.runs
 _ADDED_COLUMNS = {
     "runs": {"message": "TEXT NOT NULL DEFAULT ''", "spent_usd": "REAL"},
     "results": {
-        name: SQL_TYPES[name] for name in ("charged_usd", "notes", "task", "prompt", "prompt_version")
+        name: SQL_TYPES[name]
+        for name in ("charged_usd", "notes", "task", "prompt", "prompt_version", "fallback_reasons")
     },
 }
 

@@ -5,6 +5,7 @@ Every Styler escapes cells and index (``format(escape="html")``), so untrusted t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -384,6 +385,53 @@ def show_errors(df: pd.DataFrame) -> Any:
         sty,
         f"{int(table['cells'].sum())} of {len(df)} cells failed (kept in the results; "
         "resume with retry_errors)",
+    )
+
+
+def _json_list(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            return [str(v) for v in json.loads(value)]
+        except json.JSONDecodeError:
+            return []
+    return []
+
+
+def fallbacks_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The answers another model gave: per model asked and mode, who answered, how many cells, and why the
+    model asked did not (an example of the recorded reason)."""
+    import pandas as pd
+
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in df.to_dict("records") if len(df) else []:
+        path = _json_list(r.get("fallback_path"))
+        if len(path) < 2 or r.get("error_type"):
+            continue
+        key = (str(r["model"]), str(r["mode"]), path[-1])
+        entry = rows.setdefault(
+            key, {"model": key[0], "mode": key[1], "answered by": key[2], "cells": 0, "why": ""}
+        )
+        entry["cells"] += 1
+        reasons = _json_list(r.get("fallback_reasons"))
+        if reasons and not entry["why"]:
+            entry["why"] = _clip(reasons[0], 200)
+    frame = pd.DataFrame(list(rows.values()), columns=["model", "mode", "answered by", "cells", "why"])
+    frame["why"] = frame["why"].replace("", "not recorded (a run from before this was kept)")
+    return frame
+
+
+def show_fallbacks(df: pd.DataFrame) -> Any:
+    """Say plainly which answers another model gave, and why; or that every answer is the asked model's."""
+    table = fallbacks_table(df)
+    if table.empty:
+        return show_text(f"Every answer came from the model asked ({len(df)} cells).", "orc-ok")
+    sty = table.style.format(escape="html", na_rep="—")
+    return _base_style(
+        sty,
+        f"{int(table['cells'].sum())} of {len(df)} cells were answered by a fallback, not the model asked: "
+        "their scores count for the model asked in the tables above",
     )
 
 

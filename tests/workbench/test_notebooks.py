@@ -841,3 +841,46 @@ def test_the_rendered_report_gets_a_table_of_contents():
         and '<a href="#Prompts-×-models">Prompts × models</a>' in out
     )
     assert report.with_contents("<main><h2 id='a'>only</h2></main>") == "<main><h2 id='a'>only</h2></main>"
+
+
+def test_fallback_answers_are_stored_with_their_reason_and_shown_in_the_report(
+    isolated_home, tmp_path, monkeypatch
+):
+    """A model with no key falls back: its rows record who answered and why, and the report's fallbacks
+    table says so plainly; a run without fallbacks says every answer is the asked model's."""
+    from orchestrator.runs.store import open_store
+
+    monkeypatch.delenv("FALLBACK_TEST_KEY", raising=False)
+    cfg_path = tmp_path / "orchestrator.toml"
+    cfg_path.write_text(
+        '[defaults]\nmodel = "baseline/rules"\n\n[models."baseline/rules"]\nprovider = "baseline"\n\n'
+        '[models."openai/keyless"]\nprovider = "openai"\nmodel = "x"\napi_key_env = "FALLBACK_TEST_KEY"\n'
+        'fallbacks = ["baseline/rules"]\n',
+        encoding="utf-8",
+    )
+    cfg = workbench.load_bench_config(cfg_path)
+    bench = workbench.run_benchmark(
+        str(ROOT / "datasets" / "sample.jsonl"),
+        models="baseline/rules,openai/keyless",
+        modes="classify",
+        limit=2,
+        config=cfg,
+        progress=False,
+    )
+    with open_store(config=cfg, readonly=True) as store:
+        stored = store.results_df(bench.run_id)
+    keyless = stored[stored["model"] == "openai/keyless"]
+    assert len(keyless) == 2 and all(
+        "FALLBACK_TEST_KEY is not set" in str(r) for r in keyless["fallback_reasons"]
+    )
+    from orchestrator.workbench.tables import fallbacks_table
+
+    table = fallbacks_table(stored)
+    assert table[["model", "answered by", "cells"]].values.tolist() == [
+        ["openai/keyless", "baseline/rules", 2]
+    ]
+    assert "FALLBACK_TEST_KEY is not set" in table["why"].iloc[0]
+    shown = workbench.show_fallbacks(stored).to_html()
+    assert "2 of 4 cells were answered by a fallback" in shown
+    alone = stored[stored["model"] == "baseline/rules"]
+    assert "Every answer came from the model asked (2 cells)." in workbench.show_fallbacks(alone).data
