@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .html import CSS, _html, esc, fmt_num, fmt_s, fmt_usd
+from .tables import _json_list
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -242,17 +243,6 @@ def _number(value: Any) -> float | None:
 def _int(value: Any) -> int:
     number = _number(value)
     return int(number) if number is not None else 0
-
-
-def _json_list(value: Any) -> list[str]:
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    if isinstance(value, str) and value.startswith("["):
-        try:
-            return [str(v) for v in json.loads(value)]
-        except json.JSONDecodeError:
-            return []
-    return []
 
 
 def _pretty(value: Any) -> str:
