@@ -104,11 +104,26 @@ def column_formats(columns: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def styled_summary(summary: pd.DataFrame, modes: Sequence[str] | None = None) -> Styler:
+def styled_summary(
+    summary: pd.DataFrame, modes: Sequence[str] | None = None, df: pd.DataFrame | None = None
+) -> Styler:
     """Per model × mode: mean score [95% CI], cost per issue and per correct answer, latency, errors.
 
-    The best model of each mode is in bold; the score bar spans 0–1."""
+    The best model of each mode is in bold; the score bar spans 0–1. With the run's rows ``df``, a row whose
+    answers came (partly) from a fallback says so in an "answered by" column ("baseline/rules: 12 of 12")."""
     frame = summary_frame(summary, modes)
+    if df is not None and len(frame):
+        by = fallbacks_table(df)
+        if not by.empty:
+            cells = df.groupby(["model", "mode"]).size().to_dict()
+            notes: dict[tuple[str, str], str] = {}
+            for r in by.to_dict("records"):
+                key = (r["model"], r["mode"])
+                text = f"{r['answered by']}: {r['cells']} of {cells.get(key, r['cells'])}"
+                notes[key] = f"{notes[key]}; {text}" if key in notes else text
+            frame["answered by"] = [
+                notes.get((m, d), "itself") for m, d in zip(frame["model"], frame["mode"], strict=True)
+            ]
     sty = frame.style.format(column_formats(frame.columns), escape="html", na_rep="—")
     if len(frame):
         sty = sty.bar(subset=["score"], vmin=0.0, vmax=1.0, color="#cfe0f5", height=70)

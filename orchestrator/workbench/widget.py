@@ -26,18 +26,48 @@ __all__ = ["bindable_modes", "explore_widget", "model_status"]
 
 
 def model_status(config: Any, model_id: str) -> str:
-    """What a model needs before it can answer, for the picker: free, key set, or the key to set."""
+    """What a model needs before it can answer, for the picker: a local server up or not (a 0.3 s connect,
+    loopback only), free, key set, or the key to set."""
     import os
 
     from ..providers import provider_info
 
     spec = config.model_spec(model_id)
+    server = _local_server(spec.base_url)
+    if server is not None:  # a server on this machine: whether it answers is what the user needs to know
+        up = _reachable(*server)
+        return f"server {'up' if up else 'not reachable'} at {server[0]}:{server[1]}"
     if provider_info(spec.provider).free:
         return "free"
     if spec.api_key_env and not os.environ.get(spec.api_key_env):
         hint = " (a call falls back)" if spec.fallbacks else ""
         return f"no key: set {spec.api_key_env}{hint}"
     return "key set" if spec.api_key_env else "no key needed"
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
+
+
+def _local_server(base_url: str | None) -> tuple[str, int] | None:
+    """(host, port) of a ``base_url`` on this machine, else None (remote APIs are never probed)."""
+    from urllib.parse import urlsplit
+
+    if not base_url:
+        return None
+    parts = urlsplit(base_url)
+    if parts.hostname not in _LOOPBACK:
+        return None
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _reachable(host: str, port: int, timeout: float = 0.3) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def bindable_modes(issues: Sequence[Issue]) -> tuple[list[str], list[str]]:

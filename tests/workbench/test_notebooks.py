@@ -884,3 +884,8 @@ def test_fallback_answers_are_stored_with_their_reason_and_shown_in_the_report(
     assert "2 of 4 cells were answered by a fallback" in shown
     alone = stored[stored["model"] == "baseline/rules"]
     assert "Every answer came from the model asked (2 cells)." in workbench.show_fallbacks(alone).data
+    from orchestrator.analysis import summary_table
+
+    summary = workbench.styled_summary(summary_table(stored, n_boot=50), ["classify"], stored).data
+    answered = dict(zip(summary["model"], summary["answered by"], strict=True))
+    assert answered == {"openai/keyless": "baseline/rules: 2 of 2", "baseline/rules": "itself"}

@@ -69,3 +69,40 @@ def test_changing_the_mode_cancels_a_running_comparison(panel):
     c.mode.value = "summarize"
     wait_for(lambda: not c.run.disabled, "the run to stop", c.status)
     assert c.status.value == "" and c.answers_out.outputs == ()
+
+
+def test_the_picker_says_whether_a_local_server_answers_and_never_probes_a_remote_one(tmp_path, monkeypatch):
+    import socket
+
+    from orchestrator.workbench import widget
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    up = listening.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    down = closed.getsockname()[1]
+    closed.close()
+    cfg = tmp_path / "orchestrator.toml"
+    cfg.write_text(
+        '[defaults]\nmodel = "baseline/rules"\n\n[models."baseline/rules"]\nprovider = "baseline"\n\n'
+        f'[models."ollama/up"]\nprovider = "ollama"\nmodel = "m"\nbase_url = "http://127.0.0.1:{up}"\n\n'
+        f'[models."ollama/down"]\nprovider = "ollama"\nmodel = "m"\nbase_url = "http://localhost:{down}"\n\n'
+        '[models."openai/far"]\nprovider = "openai"\nmodel = "m"\nbase_url = "https://api.example.invalid/v1"\n'
+        'api_key_env = "PICKER_TEST_KEY"\n',
+        encoding="utf-8",
+    )
+    config = load_config(cfg)
+    probed = []
+    real = widget._reachable
+    monkeypatch.setattr(widget, "_reachable", lambda host, port: probed.append(host) or real(host, port))
+    monkeypatch.delenv("PICKER_TEST_KEY", raising=False)
+    try:
+        assert widget.model_status(config, "ollama/up") == f"server up at 127.0.0.1:{up}"
+        assert widget.model_status(config, "ollama/down") == f"server not reachable at localhost:{down}"
+        assert widget.model_status(config, "openai/far") == "no key: set PICKER_TEST_KEY"
+        assert widget.model_status(config, "baseline/rules") == "free"
+    finally:
+        listening.close()
+    assert probed == ["127.0.0.1", "localhost"]  # the remote API was never probed
