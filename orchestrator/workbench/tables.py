@@ -317,11 +317,13 @@ def sample_answers(
                 answer = r.text if isinstance(r.text, str) and r.text else ""
                 if r.error_type:
                     answer = f"[error: {r.error_type}] {r.error_message}"
+                path = _json_list(getattr(r, "fallback_path", None))
+                answered = path[-1] if len(path) > 1 and not r.error_type else None
                 rows.append(
                     {
                         "mode": mode,
                         "issue": f"{issue_id}: {issue.title}" if issue else issue_id,
-                        "model": r.model,
+                        "model": f"{r.model} (answered by {answered})" if answered else r.model,
                         "answer": _clip_lines(answer, max_chars, max_lines),
                         "score": r.score,
                         "gold": _gold_brief(issue, mode),

@@ -889,3 +889,5 @@ def test_fallback_answers_are_stored_with_their_reason_and_shown_in_the_report(
     summary = workbench.styled_summary(summary_table(stored, n_boot=50), ["classify"], stored).data
     answered = dict(zip(summary["model"], summary["answered by"], strict=True))
     assert answered == {"openai/keyless": "baseline/rules: 2 of 2", "baseline/rules": "itself"}
+    sample = workbench.sample_answers(stored, bench.issues, modes=["classify"])
+    assert set(sample["model"]) == {"baseline/rules", "openai/keyless (answered by baseline/rules)"}
