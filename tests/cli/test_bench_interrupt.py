@@ -45,6 +45,22 @@ def project(folder: Path, url: str) -> Path:
     return cfg
 
 
+def stored(folder: Path, run_id: str) -> int:
+    """Cells of ``run_id`` in the results database so far (0 before it exists)."""
+    import sqlite3
+
+    from orchestrator.runs.store import default_db_path
+
+    path = default_db_path(folder / ".home")
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM results WHERE run_id = ?", (run_id,)).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 def orchestrator(folder: Path, *args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "ORCHESTRATOR_HOME": str(folder / ".home"), "OPENAI_API_KEY": "sk-test-x"}
     env.pop("ORCHESTRATOR_CONFIG", None)
@@ -78,9 +94,9 @@ def test_an_interrupted_bench_says_what_it_kept_and_how_to_resume(tmp_path):
         ]
         proc = orchestrator(tmp_path, *args, "--run-id", "intr", start_new_session=True)
         deadline = time.monotonic() + 240
-        while server.count() < 3 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-        time.sleep(1.0)  # the two quick answers are stored; the others hang
+        while stored(tmp_path, "intr") < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)  # until the two quick answers are stored; the others hang for 30 s
+        time.sleep(0.5)
         assert proc.poll() is None, proc.communicate()
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         out, err = proc.communicate(timeout=120)

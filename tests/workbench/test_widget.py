@@ -54,7 +54,7 @@ def test_a_run_returns_at_once_shows_progress_and_cancel_stops_it(panel):
     assert time.monotonic() - started < 2.0  # the kernel is not blocked by the 30 s model
     assert c.run.disabled and c.cancel.layout.display == ""
     wait_for(lambda: "1 of 2 answered, last: baseline/rules" in c.status.value, "the baseline", c.status)
-    wait_for(lambda: server.count() == 1, "the slow model's request", c.status)
+    wait_for(lambda: server.count() >= 1, "the slow model's request", c.status)
     c.cancel.click()
     wait_for(lambda: "cancelled: 1 of 2 answered" in c.status.value, "the cancel", c.status)
     assert not c.run.disabled and c.cancel.layout.display == "none"
