@@ -201,14 +201,16 @@ def explore_widget(
             failed = " (failed)" if isinstance(result, BaseException) else ""
             say(f"{len(answered)} of {n} answered, last: {model}{failed}…")
 
+        # "asking" is shown before the first answer can arrive: a fast model answers before submit() returns
+        run_button.disabled = True
+        cancel_button.layout.display = ""
+        say(f"asking {n} model(s)…")
+        state["frame"] = None
         coro = ask_models(
             client, issue, chosen_models, chosen_mode, cache=use_cache.value, on_answer=on_answer
         )
         future = client.submit(coro)
-        state["future"], state["frame"] = future, None
-        run_button.disabled = True
-        cancel_button.layout.display = ""
-        say(f"asking {n} model(s)…")
+        state["future"] = future
 
         def finish(done: concurrent.futures.Future) -> None:
             if state["future"] is not done:
