@@ -127,38 +127,24 @@ def execute_notebook(
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     log = Path(output).with_suffix(".kernel.log")
     try:
-        return _papermill(pm, notebook, output, parameters, cwd=cwd, stream=stream, timeout=timeout, log=log)
+        return pm.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=dict(parameters),
+            cwd=str(cwd),
+            kernel_name="python3",
+            language="python",
+            progress_bar=False,
+            log_output=False,
+            stdout_file=stream,
+            stderr_file=stream,
+            execution_timeout=timeout,
+            kernel_manager_class=_kernel_manager_class(log),
+        )
     finally:
         with contextlib.suppress(OSError):
             if log.stat().st_size == 0:
                 log.unlink()  # kept only when the kernel had something to say
-
-
-def _papermill(
-    pm: Any,
-    notebook: str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    parameters: Mapping[str, Any],
-    *,
-    cwd: str | os.PathLike[str],
-    stream: Any,
-    timeout: float | None,
-    log: Path,
-) -> Any:
-    return pm.execute_notebook(
-        str(notebook),
-        str(output),
-        parameters=dict(parameters),
-        cwd=str(cwd),
-        kernel_name="python3",
-        language="python",
-        progress_bar=False,
-        log_output=False,
-        stdout_file=stream,
-        stderr_file=stream,
-        execution_timeout=timeout,
-        kernel_manager_class=_kernel_manager_class(log),
-    )
 
 
 # --------------------------------------------------------------------------------------------- scrub

@@ -10,6 +10,7 @@ never reuses a cached answer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -39,7 +40,7 @@ class TaskMode(Mode):
         None  # the most common gold label of the run's dev split (the baseline's answer)
     )
 
-    @property
+    @functools.cached_property
     def version(self) -> str:  # type: ignore[override]
         assert self.variant is not None
         if not self.labels_from_dataset:

@@ -77,23 +77,13 @@ def routing_proposal(
     table_rows = []
     for mode in _ordered_modes([*selections, *getattr(selections, "skipped", {})]):
         sel = selections.get(mode)
-        if sel is None and mode in provisional:
+        if sel is not None:
+            table_rows.append(_row(mode, sel, sel.reason))
+        elif mode in provisional:
             sel = provisional[mode]
-            table_rows.append(
-                {
-                    "mode": mode,
-                    "model": sel.model,
-                    "fallbacks": ", ".join(sel.fallbacks) or "—",
-                    "score": sel.score,
-                    "95% CI": fmt_ci(*sel.ci) if sel.ci else "—",
-                    "$ / issue": sel.cost_per_issue,
-                    "issues": sel.n,
-                    "reason": f"PROVISIONAL, not written: {sel.n} issues < min_n {min_n}, so the CI is wide "
-                    f"and a tie is likely; {sel.reason}",
-                }
-            )
-            continue
-        if sel is None:
+            why = f"PROVISIONAL, not written: {sel.n} issues < min_n {min_n}, so the CI is wide and a tie is likely"
+            table_rows.append(_row(mode, sel, f"{why}; {sel.reason}"))
+        else:
             table_rows.append(
                 {
                     "mode": mode,
@@ -106,19 +96,6 @@ def routing_proposal(
                     "reason": "no winner: " + selections.skipped.get(mode, ""),
                 }
             )
-            continue
-        table_rows.append(
-            {
-                "mode": mode,
-                "model": sel.model,
-                "fallbacks": ", ".join(sel.fallbacks) or "—",
-                "score": sel.score,
-                "95% CI": fmt_ci(*sel.ci) if sel.ci else "—",
-                "$ / issue": sel.cost_per_issue,
-                "issues": sel.n,
-                "reason": sel.reason,
-            }
-        )
     table = pd.DataFrame(
         table_rows, columns=["mode", "model", "fallbacks", "score", "95% CI", "$ / issue", "issues", "reason"]
     )
@@ -154,6 +131,20 @@ def routing_proposal(
         error=error,
         min_n=min_n,
     )
+
+
+def _row(mode: str, sel: Any, reason: str) -> dict[str, Any]:
+    """One line of the proposal table for a selection (a routed or a provisional pick)."""
+    return {
+        "mode": mode,
+        "model": sel.model,
+        "fallbacks": ", ".join(sel.fallbacks) or "—",
+        "score": sel.score,
+        "95% CI": fmt_ci(*sel.ci) if sel.ci else "—",
+        "$ / issue": sel.cost_per_issue,
+        "issues": sel.n,
+        "reason": reason,
+    }
 
 
 def _provisional(

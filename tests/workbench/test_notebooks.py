@@ -45,6 +45,14 @@ def committed(path: Path) -> str:
     return proc.stdout
 
 
+def baseline_project(extra_models: str = "") -> str:
+    """An orchestrator.toml whose default is the rule baseline, with ``extra_models`` (TOML tables) after it."""
+    return (
+        '[defaults]\nmodel = "baseline/rules"\n\n[models."baseline/rules"]\nprovider = "baseline"\n\n'
+        + extra_models
+    )
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebooks_are_committed_clean(path):
     nb = nbformat.reads(committed(path), as_version=4)
@@ -612,10 +620,11 @@ def test_explore_says_who_answered_when_a_fallback_did_and_why(isolated_home, tm
     monkeypatch.delenv("EXPLORE_TEST_KEY", raising=False)
     cfg = tmp_path / "orchestrator.toml"
     cfg.write_text(
-        '[defaults]\nmodel = "baseline/rules"\n\n[models."baseline/rules"]\nprovider = "baseline"\n\n'
-        '[models."openai/keyless"]\nprovider = "openai"\nmodel = "gpt-x"\napi_key_env = "EXPLORE_TEST_KEY"\n'
-        'fallbacks = ["baseline/rules"]\n\n'
-        '[models."openai/alone"]\nprovider = "openai"\nmodel = "gpt-y"\napi_key_env = "EXPLORE_TEST_KEY"\n',
+        baseline_project(
+            '[models."openai/keyless"]\nprovider = "openai"\nmodel = "gpt-x"\napi_key_env = "EXPLORE_TEST_KEY"\n'
+            'fallbacks = ["baseline/rules"]\n\n'
+            '[models."openai/alone"]\nprovider = "openai"\nmodel = "gpt-y"\napi_key_env = "EXPLORE_TEST_KEY"\n',
+        ),
         encoding="utf-8",
     )
     issues = [Issue(id="a#1", title="Crash in loader", body="Traceback", gold=Gold(type="bug"))]
@@ -698,8 +707,9 @@ def test_a_small_run_shows_provisional_routing_picks_and_writes_none(isolated_ho
     route, marked provisional with its n, and the diff to the config stays empty."""
     cfg_path = tmp_path / "orchestrator.toml"
     cfg_path.write_text(
-        '[defaults]\nmodel = "baseline/rules"\n\n[models."baseline/rules"]\nprovider = "baseline"\n\n'
-        '[models."baseline/again"]\nprovider = "baseline"\n',
+        baseline_project(
+            '[models."baseline/again"]\nprovider = "baseline"\n',
+        ),
         encoding="utf-8",
     )
     cfg = workbench.load_bench_config(cfg_path)
@@ -853,9 +863,10 @@ def test_fallback_answers_are_stored_with_their_reason_and_shown_in_the_report(
     monkeypatch.delenv("FALLBACK_TEST_KEY", raising=False)
     cfg_path = tmp_path / "orchestrator.toml"
     cfg_path.write_text(
-        '[defaults]\nmodel = "baseline/rules"\n\n[models."baseline/rules"]\nprovider = "baseline"\n\n'
-        '[models."openai/keyless"]\nprovider = "openai"\nmodel = "x"\napi_key_env = "FALLBACK_TEST_KEY"\n'
-        'fallbacks = ["baseline/rules"]\n',
+        baseline_project(
+            '[models."openai/keyless"]\nprovider = "openai"\nmodel = "x"\napi_key_env = "FALLBACK_TEST_KEY"\n'
+            'fallbacks = ["baseline/rules"]\n',
+        ),
         encoding="utf-8",
     )
     cfg = workbench.load_bench_config(cfg_path)
