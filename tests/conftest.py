@@ -60,3 +60,14 @@ def pytest_report_header(config):
         f"specs: {SPECS if SPECS.is_dir() else 'absent (tests reading the full descriptions skip)'}",
         f"model cache: {os.environ.get('ORCHESTRATOR_MODEL_CACHE', '~/.cache/orchestrator/models')}",
     ]
+
+
+@pytest.fixture(autouse=True)
+def forget_fitted_baselines():
+    """Trained baselines registered by a run are per process: forget them after each test."""
+    yield
+    import sys
+
+    fitting = sys.modules.get("orchestrator.trained.fitting")
+    if fitting is not None:
+        fitting.FITTED.clear()

@@ -75,6 +75,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
         if estimate.budget_warning:
             print(f"warning: {estimate.budget_warning}", file=sys.stderr)
+    # trained baselines fit on the dataset's whole dev split, whatever --split and --limit keep
+    trained = any(cfg.model_spec(m).provider == "trained" for m in models)
+    training = load_issues(args.dataset, split="dev", on_repair=lambda _m: None) if trained else None
     client = LLMClient(cfg, cache=not args.no_cache)
     try:
         summary = client.run_sync(
@@ -92,6 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 dataset=dataset_label(args.dataset),
                 split=args.split,
                 judge_model=args.judge,
+                training=training,
             )
         )
     finally:

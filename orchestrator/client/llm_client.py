@@ -38,7 +38,7 @@ from typing import Any, Literal, TypeVar
 from .. import errors as E
 from ..config import Config, ModelSpec, load_config
 from ..modes import Mode, build_messages, parse_structured
-from ..providers import check_call_params, get_adapter
+from ..providers import check_call_params, get_adapter, provider_info
 from ..providers.base import ChatRequest, ProviderResponse
 from ..providers.http import HttpPool
 from ..types import Completion, Issue, Message, Usage
@@ -75,6 +75,7 @@ class _Call:
     key: str
     prompt_chars: int
     max_tokens: int
+    cacheable: bool = True  # the provider's answers go through the response cache
 
     # Computed on first use: a cache hit never needs them.
     @functools.cached_property
@@ -213,7 +214,7 @@ class LLMClient:
                 issue=prompt_or_issue if isinstance(prompt_or_issue, Issue) else None,
             )
             last = i == len(chain) - 1
-            if cache == "use" and self.cache is not None:
+            if cache == "use" and self.cache is not None and call.cacheable:
                 hit = self._cached(call, ledgers)
                 if hit is not None:
                     hit.attempts = sent
@@ -332,6 +333,7 @@ class LLMClient:
             schema_name=re.sub(r"[^A-Za-z0-9_-]", "_", mode.name) if mode else "answer",
             mode=mode.name if mode else None,
             issue=issue,
+            config=self.config,
         )
         return _Call(
             spec=spec,
@@ -340,6 +342,7 @@ class LLMClient:
             key=self.request_key(spec, req, mode, repeat),
             prompt_chars=_prompt_chars(messages),
             max_tokens=int(params.get("max_tokens") or spec.max_tokens),
+            cacheable=provider_info(spec.provider).cache_answers,
         )
 
     @staticmethod
@@ -420,7 +423,7 @@ class LLMClient:
         completion = self._to_completion(call, response, latency, attempts, spend)
         for lg, amount in reserved:
             lg.record(completion, reserved=amount)
-        if cache != "off" and self.cache is not None:
+        if cache != "off" and self.cache is not None and call.cacheable:
             try:
                 self.cache.put(call.key, completion, ttl_s)
             except Exception as exc:  # a full disk or a read-only home must not lose a paid answer

@@ -49,3 +49,8 @@ register_provider(
 register_provider(
     ProviderInfo("baseline", f"{__name__}.baseline", free=True, sampling=SAMPLING_RANGES["baseline"])
 )
+register_provider(
+    ProviderInfo(
+        "trained", f"{__name__}.trained", free=True, cache_answers=False, sampling=SAMPLING_RANGES["baseline"]
+    )
+)

@@ -23,7 +23,7 @@ from ..types import Issue, Message, Usage
 if TYPE_CHECKING:
     import httpx
 
-    from ..config import ModelSpec
+    from ..config import Config, ModelSpec
     from .http import HttpPool
 
 
@@ -38,6 +38,7 @@ class ChatRequest:
     schema_name: str = "answer"
     mode: str | None = None
     issue: Issue | None = None  # the issue the messages were built from, when there is one
+    config: Config | None = None  # for an adapter that keeps files (the trained provider's fits, in its home)
 
     @property
     def system(self) -> str:
@@ -87,6 +88,10 @@ class Adapter:
 
     async def send(self, req: ChatRequest, pool: HttpPool) -> ProviderResponse:  # pragma: no cover
         raise NotImplementedError
+
+    def cannot_answer(self, spec: ModelSpec, mode: Any) -> str | None:
+        """Why ``spec`` cannot answer ``mode`` at all (a grid skips those cells); None: it can."""
+        return None
 
     def err(self, cls: type[E.ProviderError], message: str, req: ChatRequest, **kw: Any) -> E.ProviderError:
         return cls(message, provider=self.name, model=req.spec.id, **kw)

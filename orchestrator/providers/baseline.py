@@ -130,7 +130,8 @@ def _document(req: ChatRequest) -> Document:
     return Document.of_text("\n".join(m.content for m in req.chat))
 
 
-def _sentences(text: str) -> list[str]:
+def sentences(text: str) -> list[str]:
+    """The prose sentences of ``text`` (code blocks and heading marks dropped), each over 15 characters."""
     prose = re.sub(r"```.*?```", " ", text, flags=re.DOTALL)
     prose = re.sub(r"^\s*#+\s*", "", prose, flags=re.MULTILINE)
     parts = re.split(r"(?<=[.!?])\s+|\n{2,}", prose)
@@ -201,12 +202,12 @@ def files(text: str) -> list[str]:
 
 
 def answer(mode: str | None, doc: Document) -> str:
-    sentences = _sentences(doc.description)
+    lead = sentences(doc.description)
     title_text = doc.title.strip()
     if mode == "classify":
         return json.dumps(classify(doc))
     if mode == "summarize":
-        first = sentences[0] if sentences else ""
+        first = lead[0] if lead else ""
         return f"{title_text}. {first}".strip()
     if mode == "fix":
         named = files(doc.text)
@@ -215,7 +216,7 @@ def answer(mode: str | None, doc: Document) -> str:
         listing = "\n".join(f"- {p}" for p in named[:5])
         return f"Files to look at (named in the issue or its stack traces):\n{listing}"
     # explain (and free text): the issue's own key sentences
-    picked = sentences[:3]
+    picked = lead[:3]
     return " ".join([f"The issue reports: {title_text}.", *picked]).strip()
 
 

@@ -27,6 +27,9 @@ class ProviderInfo:
     needs_key: bool = False  # a call without a key in the environment cannot succeed
     free: bool = False  # runs on this machine and bills nothing: its cost is 0, never unknown
     local_weights: bool = False  # its weights are fetched by `orchestrator models pull`
+    # answers go through the response cache; off for a model whose answer depends on more than the request
+    # (a trained baseline's depends on its training data) and that is faster than a cache lookup anyway
+    cache_answers: bool = True
     sampling: SamplingRanges = field(default=GENERIC)
 
 

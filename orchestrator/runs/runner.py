@@ -20,7 +20,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -91,6 +91,7 @@ class GridPlan:
     dataset: str | None
     split: str | None
     judge_model: str | None
+    skip: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (model, mode) cells left out
 
 
 # How long a finished cell may wait to be committed with the next ones. An answer is in the response cache
@@ -132,13 +133,36 @@ def _git_commit(folder: Path | None) -> str | None:
 
 
 def _cells(
-    issues: Sequence[Issue], models: Sequence[str], modes: Sequence[str], repeats: int
+    issues: Sequence[Issue],
+    models: Sequence[str],
+    modes: Sequence[str],
+    repeats: int,
+    skip: Mapping[tuple[str, str], str] | None = None,
 ) -> Iterator[tuple]:
     for repeat in range(repeats):
         for issue in issues:
             for mode in modes:
                 for model in models:
-                    yield issue, model, mode, repeat
+                    if not skip or (model, mode) not in skip:
+                        yield issue, model, mode, repeat
+
+
+def unanswerable(
+    client: LLMClient, models: Sequence[str], modes: Sequence[str]
+) -> dict[tuple[str, str], str]:
+    """(model, mode) pairs a model cannot answer at all (a trained baseline answers one task shape),
+    with the reason: a grid leaves those cells out."""
+    from ..providers import get_adapter
+
+    out = {}
+    for model in models:
+        spec = client.config.model_spec(model)
+        adapter = get_adapter(spec.provider)
+        for mode in modes:
+            reason = adapter.cannot_answer(spec, get_mode(mode))
+            if reason:
+                out[(model, mode)] = reason
+    return out
 
 
 async def run_grid(
@@ -159,8 +183,12 @@ async def run_grid(
     judge_model: str | None = None,
     progress: bool = True,
     store: ResultStore | None = None,
+    training: Sequence[Issue] | None = None,
 ) -> RunSummary:
-    """Run every (issue, model, mode, repeat) cell and store each result as it finishes."""
+    """Run every (issue, model, mode, repeat) cell and store each result as it finishes.
+
+    ``training``: the issues trained baselines fit on (their dev split is used; default: the dev issues
+    among ``issues``). Cells a model cannot answer at all (:func:`unanswerable`) are left out."""
     from ..client.llm_client import LLMClient
 
     if not issues:
@@ -178,6 +206,12 @@ async def run_grid(
         client.config.model_spec(model)
     if judge_model:
         client.config.model_spec(judge_model)
+    skip = unanswerable(client, models, modes)
+    for reason in dict.fromkeys(skip.values()):
+        log.warning("%s: its cells are left out", reason)
+    from ..trained.fitting import train_for_run
+
+    train_for_run(client.config, models, [get_mode(m) for m in modes], issues, training, progress=progress)
     for mode in modes:  # a task judged by its own rubric may name its judge model
         rubric_judge = get_mode(mode).scorer_params.get("model") if get_mode(mode).scorer == "judge" else None
         if rubric_judge:
@@ -197,6 +231,7 @@ async def run_grid(
         dataset,
         split,
         judge_model,
+        skip,
     )
     own_store = store is None
     store = store or ResultStore(default_db_path(client.config.home))
@@ -268,10 +303,10 @@ async def _run_locked(
     done = store.done_cells(run_id)
     todo = [
         cell
-        for cell in _cells(issues, models, modes, repeats)
+        for cell in _cells(issues, models, modes, repeats, plan.skip)
         if (key := (cell[0].id, cell[1], cell[2], cell[3])) not in done or (retry_errors and done[key] != "")
     ]
-    total = len(issues) * len(models) * len(modes) * repeats
+    total = (len(models) * len(modes) - len(plan.skip)) * len(issues) * repeats
     spent_before = store.run_spent(run_id)
     summary = RunSummary(
         run_id=run_id,

@@ -91,7 +91,7 @@ def test_models_lists_every_model_with_provider_price_and_key_state(cli, keys, p
     for model_id, spec in cfg.models.items():
         (line,) = [ln for ln in lines if ln.split() and ln.split()[0] == model_id]
         assert spec.provider in line
-        if spec.provider in ("local", "baseline"):
+        if spec.provider in ("local", "baseline", "trained"):
             assert "free" in line
         elif spec.price is not None:
             assert f"{spec.price.input:g}/{spec.price.output:g}" in line

@@ -57,6 +57,7 @@ def test_the_builtin_providers_are_registered():
         "ollama",
         "local",
         "baseline",
+        "trained",
     ]
 
 
