@@ -43,6 +43,8 @@ def cmd_route(args: argparse.Namespace) -> int:
     from ..resources import is_default_config
     from ..routing import write_routing
 
+    if args.router == "learned":
+        return _route_learned(args)
     path, _cfg, df, run = _load(args)
     selections = _select(args, df)
     for sel in selections.values():
@@ -71,6 +73,110 @@ def cmd_route(args: argparse.Namespace) -> int:
     else:
         print(diff, end="" if diff.endswith("\n") else "\n")
         print("(dry run: pass --write to write it)")
+    return 0
+
+
+def _run_issues(args: argparse.Namespace, run: dict, cfg) -> list:
+    """The issues of the run (the router reads their text): ``--dataset``, else the recorded dataset,
+    found from the working directory or beside the config."""
+    from pathlib import Path
+
+    from ..issues import load_issues
+
+    if args.dataset:
+        return load_issues(args.dataset)
+    recorded = run.get("dataset") or ""
+    for folder in (Path.cwd(), *([cfg.path.parent] if cfg.path else [])):
+        if recorded and (folder / recorded).is_file():
+            return load_issues(folder / recorded)
+    raise UsageError(
+        f"run {args.run_id}: its dataset {recorded or '(none recorded)'!r} is not found here; pass --dataset FILE"
+    )
+
+
+def _route_learned(args: argparse.Namespace) -> int:
+    """``route RUN_ID --router learned``: per task, the dev curve, the chosen tau and the test replay
+    against every comparator; ``--write`` stores the routers and points ``[routing.<task>]`` at them."""
+    from ..resources import is_default_config
+    from ..routing import write_routing
+    from ..routing.learned import learn_router
+    from ..routing.router import router_path
+    from ..routing.select import RoutingError
+
+    path, cfg, df, run = _load(args)
+    issues = _run_issues(args, run, cfg)
+    tasks = (
+        args.tasks.split(",")
+        if args.tasks
+        else sorted({str(t) for t in df["task"].astype("string").fillna(df["mode"].astype("string"))})
+    )
+    entries, provenance = (
+        {},
+        {"run_id": args.run_id, "dataset": run.get("dataset") or "", "split": "dev", "date": date.today()},
+    )
+    for task in tasks:
+        static = None
+        try:
+            sel = _select(args, df).get(task)
+            if sel is not None:
+                from ..routing.replay import _prompt_mode
+
+                static = (sel.model, _prompt_mode(task, sel))
+        except RoutingError:
+            pass
+        entry = cfg.routing.get(task)
+        cascade = entry.get("cascade") if isinstance(entry, dict) else None
+        try:
+            result = learn_router(
+                df,
+                issues,
+                task,
+                objective=args.objective,
+                max_cost_per_issue=args.max_cost_per_issue,
+                cost=args.cost,
+                cascade=cascade,
+                static_winner=static,
+                n_boot=args.n_boot,
+                meta={"run_id": args.run_id, "dataset": run.get("dataset") or ""},
+            )
+        except RoutingError as exc:
+            print(f"{exc} (no router for it)")
+            continue
+        print(result, end="\n\n")
+        router = result.router
+        name = f"{task}-{args.run_id}"
+        dev_at = result.dev_curve.loc[result.dev_curve["tau"] == router.tau].iloc[0]
+        best = result.comparators["policy"].iloc[1].removeprefix("best single of dev: ")
+        fallback = next(c for c in router.candidates if c.label == best)
+        entries[task] = {
+            "primary": fallback.model,
+            **({"prompt": fallback.prompt} if fallback.mode != task else {}),
+            "fallbacks": [],
+            "router": name,
+            "router_tau": router.tau,
+            "objective": args.objective,
+            "reason": " ".join(result.reason.split()) + f"; without an issue to route, {best} answers",
+            "score": round(float(dev_at["mean"]), 4),
+            "n": result.n_dev,
+        }
+        if args.write:
+            router.save(router_path(cfg.home, name))
+    if not entries:
+        print("no task has a learned router: nothing to write")
+        return 1
+    if args.write and is_default_config(path):
+        raise OrchestratorError(
+            f"the config in use is the copy shipped in the package ({path}); pass --config orchestrator.toml "
+            "(or create one) to write the routing"
+        )
+    diff = write_routing(path, entries, provenance, write=args.write)
+    if args.write:
+        for task in entries:
+            print(f"router for {task}: {router_path(cfg.home, entries[task]['router'])}")
+        print(f"written to {path}" if diff else f"{path}: routing already as learned")
+    else:
+        print(diff, end="" if diff.endswith("\n") else "\n")
+        print("(dry run: pass --write to store the routers and write the routing)")
     return 0
 
 
@@ -138,6 +244,27 @@ def register(sub) -> None:
     p.add_argument("run_id")
     _selection_args(p)
     p.add_argument("--write", action="store_true", help="write the config (default: print the diff)")
+    p.add_argument(
+        "--router",
+        choices=["static", "learned"],
+        default="static",
+        help="static: one winner per task (default); learned: a per-issue router fitted on the dev rows, "
+        "with its cost-quality curve and a test replay against the static winner, a cascade, random "
+        "routing at the same cost and the oracle",
+    )
+    p.add_argument(
+        "--tasks", metavar="T1,T2", help="learned: only these tasks (default: every task of the run)"
+    )
+    p.add_argument(
+        "--cost",
+        choices=["usd", "latency"],
+        default="usd",
+        help="learned: what a candidate costs (default usd; latency for runs of free models)",
+    )
+    p.add_argument(
+        "--dataset", metavar="FILE", help="learned: the run's issues (default: its recorded dataset)"
+    )
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the CIs (default 2000)")
     p.set_defaults(func=cmd_route)
 
     p = sub.add_parser("replay", help="judge a routing policy on a run's test split, without new calls")

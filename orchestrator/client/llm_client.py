@@ -55,7 +55,7 @@ from .retry import (
     transport_error,
     transport_errors,
 )
-from .route import model_chain, routed_mode
+from .route import model_chain, route_issue, routed_mode
 from .safety import make_safe, register_config_secrets, safe_messages
 from .sync import BackgroundLoop
 
@@ -181,6 +181,9 @@ class LLMClient:
         if cache not in ("use", "refresh", "off"):
             raise ValueError(f"cache must be 'use', 'refresh' or 'off', not {cache!r}")
         entry = self.config.routing.get(mode) if (mode and not model) else None
+        if isinstance(entry, dict) and entry.get("router") and isinstance(prompt_or_issue, Issue):
+            model, mode = route_issue(self.config, mode, entry, prompt_or_issue)  # a learned per-issue router
+            entry = None
         mode_obj = routed_mode(mode, entry) if mode else None
         if isinstance(entry, dict) and isinstance(entry.get("cascade"), dict):
             from .cascade import complete_cascade  # each step names its model: no recursion

@@ -1,5 +1,6 @@
 """Which models answer a call, and with which prompt: the asked model, else the ``[routing]`` entry of the
-mode (a winner written back by ``orchestrator route``), else the default model; then the fallbacks.
+mode (a winner written back by ``orchestrator route``, or a learned router that picks the model and
+prompt per issue), else the default model; then the fallbacks.
 
 For a task whose routing entry names a prompt variant, that variant answers (with a warning when the task
 file has changed since the routing was written: its version no longer matches the recorded one).
@@ -15,7 +16,7 @@ from ..modes import Mode, get_mode
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["model_chain", "routed_mode"]
+__all__ = ["model_chain", "route_issue", "routed_mode"]
 
 log = logging.getLogger("orchestrator")
 
@@ -37,6 +38,31 @@ def routed_mode(mode: str, entry: Any) -> Mode:
             routed.version,
         )
     return routed
+
+
+def route_issue(config: Config, mode: str, entry: dict[str, Any], issue: Any) -> tuple[str, str]:
+    """(model, mode) the learned router named by ``entry["router"]`` sends ``issue`` to, at the entry's
+    ``router_tau``. The router file is plain data (:mod:`orchestrator.routing.router`); one that names a
+    model or prompt the config no longer has is a ConfigError."""
+    from ..errors import ConfigError
+    from ..modes import MODES
+    from ..routing.router import load_router
+
+    router = load_router(config.home, str(entry["router"]))
+    if router.task != get_mode(mode).task_name:
+        raise ConfigError(f"[routing.{mode}] router {entry['router']!r} was learned for task {router.task!r}")
+    tau = entry.get("router_tau")
+    chosen = router.choose(issue, None if tau is None else float(tau))
+    if chosen.model not in config.models:
+        raise ConfigError(
+            f"[routing.{mode}] router {entry['router']!r} chose model {chosen.model!r}, which the config no "
+            "longer has; learn the router again (`orchestrator route RUN_ID --router learned --write`)"
+        )
+    if chosen.mode not in MODES:
+        raise ConfigError(
+            f"[routing.{mode}] router {entry['router']!r} chose prompt mode {chosen.mode!r}, unknown"
+        )
+    return chosen.model, chosen.mode
 
 
 def model_chain(config: Config, model: str | None, mode: str | None) -> list[str]:

@@ -63,6 +63,8 @@ MANAGED_KEYS = (
     "cost_per_issue",
     "n",
     "date",
+    "router",
+    "router_tau",
 )
 
 

@@ -76,8 +76,9 @@ class Tfidf:
             terms[i] = term
         return cls(terms, vec.idf_.astype("float64"), ngram_max), matrix
 
-    def vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(feature indices, weights) of ``text``: sublinear tf x idf, l2-normalized; unknown terms dropped."""
+    def vector(self, text: str, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(feature indices, weights) of ``text``: sublinear tf x idf, l2-normalized (unless not
+        ``normalize``); unknown terms dropped."""
         import numpy as np
 
         index = self.index
@@ -87,7 +88,7 @@ class Tfidf:
         idx = np.fromiter(sorted(counts), dtype=np.int64, count=len(counts))
         tf = np.array([1.0 + math.log(counts[i]) for i in idx.tolist()], dtype=np.float64)
         w = tf * self.idf[idx]
-        return idx, w / np.sqrt(np.dot(w, w))
+        return idx, (w / np.sqrt(np.dot(w, w))) if normalize else w
 
     def matrix(self, texts: Sequence[str]):
         """A scipy CSR matrix of :meth:`vector` rows."""
