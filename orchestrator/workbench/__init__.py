@@ -66,6 +66,7 @@ from .html import (
     smoke,
     split_list,
 )
+from .learned import learned_routing, show_learned_routing
 from .prompts import prompt_flips, prompt_matrix, show_prompt_flips, show_prompt_matrix, styled_prompt_flips
 from .proposal import RoutingProposal, routing_proposal, show_routing
 from .tables import (
@@ -123,6 +124,8 @@ __all__ = [
     "reproduce_command",
     "resolve_path",
     "routing_proposal",
+    "learned_routing",
+    "show_learned_routing",
     "run_benchmark",
     "run_config",
     "runs_header",

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from ..analysis import pareto_frontier  # noqa: E402
 from ..modes import ordered_modes  # noqa: E402
 
-__all__ = ["cost_quality", "latency_distribution", "model_colors", "model_mode_heatmap"]
+__all__ = ["cost_quality", "latency_distribution", "model_colors", "model_mode_heatmap", "router_curve"]
 
 LOG_SPAN = 100.0  # use a log axis when positive values span at least two decades
 
@@ -262,3 +262,34 @@ def _latency_rows(df: pd.DataFrame, mode: str | None) -> pd.DataFrame:
     latency = pd.to_numeric(df["latency_s"], errors="coerce")
     keep &= latency.notna() & df["model"].notna()
     return pd.DataFrame({"model": df.loc[keep, "model"].astype(str), "latency_s": latency[keep]})
+
+
+def router_curve(result) -> Figure:
+    """A learned router's test cost-quality curve over tau, with every comparator of the replay as a point
+    (quality with its 95 % CI against cost per issue), in the units of ``result.cost_axis``."""
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    curve = result.test_curve.dropna(subset=["cost_per_issue"])
+    ax.plot(
+        curve["cost_per_issue"], curve["mean"], "-o", color="0.3", ms=3, label="learned router, tau swept"
+    )
+    markers = iter("sDv^P*Xh")
+    for _, row in result.comparators.iterrows():
+        if pd.isna(row["cost_per_issue"]) or pd.isna(row["mean"]):
+            continue
+        lo, hi = row["mean"] - row["ci_low"], row["ci_high"] - row["mean"]
+        ax.errorbar(
+            row["cost_per_issue"],
+            row["mean"],
+            yerr=[[max(lo, 0)], [max(hi, 0)]],
+            fmt=next(markers, "o"),
+            capsize=3,
+            label=str(row["policy"])[:60],
+        )
+    unit = "cost per issue (USD)" if result.cost_axis == "usd" else "latency per issue (s)"
+    ax.set_xlabel(unit)
+    ax.set_ylabel("mean score (test)")
+    ax.set_title(f"{result.task}: per-issue routing on the test split ({result.n_test} issues)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
