@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tomllib
 import traceback
 from datetime import date
@@ -433,6 +434,19 @@ def _routing_problems(cfg_path: Path, mode: str, entry: Any, known: dict[str, An
             problems.append(
                 f"{where} key 'cascade.threshold': must be a number from 0 to 1 (got {_show(threshold)})"
             )
+    router = entry.get("router")
+    if router is not None and not (
+        isinstance(router, str) and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", router)
+    ):
+        problems.append(
+            f"{where} key 'router': must be the name of a stored router such as \"{mode}-RUN_ID\" "
+            f"(written by `orchestrator route RUN_ID --router learned --write`; got {_show(router)})"
+        )
+    tau = entry.get("router_tau")
+    if tau is not None and not (
+        isinstance(tau, (int, float)) and not isinstance(tau, bool) and 0 <= tau < 1e3
+    ):
+        problems.append(f"{where} key 'router_tau': must be a number >= 0 (got {_show(tau)})")
     if primary is None and cascade is None:
         problems.append(f'{where}: needs primary = "<provider>/<name>" (or a cascade table)')
     prompt = entry.get("prompt")

@@ -76,22 +76,19 @@ def cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_issues(args: argparse.Namespace, run: dict, cfg) -> list:
-    """The issues of the run (the router reads their text): ``--dataset``, else the recorded dataset,
-    found from the working directory or beside the config."""
-    from pathlib import Path
-
+def _run_issues(args: argparse.Namespace, cfg) -> dict:
+    """The issues of the run (the router reads their text): ``--dataset``, else the copies the store keeps
+    of every issue a run asked about."""
     from ..issues import load_issues
+    from ..runs.store import open_store
 
     if args.dataset:
-        return load_issues(args.dataset)
-    recorded = run.get("dataset") or ""
-    for folder in (Path.cwd(), *([cfg.path.parent] if cfg.path else [])):
-        if recorded and (folder / recorded).is_file():
-            return load_issues(folder / recorded)
-    raise UsageError(
-        f"run {args.run_id}: its dataset {recorded or '(none recorded)'!r} is not found here; pass --dataset FILE"
-    )
+        return {i.id: i for i in load_issues(args.dataset)}
+    with open_store(config=cfg, readonly=True) as store:
+        issues = store.issues(args.run_id)
+    if not issues:
+        raise UsageError(f"run {args.run_id}: the store keeps none of its issues; pass --dataset FILE")
+    return issues
 
 
 def _route_learned(args: argparse.Namespace) -> int:
@@ -104,7 +101,7 @@ def _route_learned(args: argparse.Namespace) -> int:
     from ..routing.select import RoutingError
 
     path, cfg, df, run = _load(args)
-    issues = _run_issues(args, run, cfg)
+    issues = _run_issues(args, cfg)
     tasks = (
         args.tasks.split(",")
         if args.tasks
@@ -262,7 +259,7 @@ def register(sub) -> None:
         help="learned: what a candidate costs (default usd; latency for runs of free models)",
     )
     p.add_argument(
-        "--dataset", metavar="FILE", help="learned: the run's issues (default: its recorded dataset)"
+        "--dataset", metavar="FILE", help="learned: the run's issues (default: the copies the store keeps)"
     )
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the CIs (default 2000)")
     p.set_defaults(func=cmd_route)

@@ -221,7 +221,7 @@ def choose_tau(
 
 def learn_router(
     df: pd.DataFrame,
-    issues: Sequence[Issue],
+    issues: Sequence[Issue] | Mapping[str, Issue],
     task: str,
     *,
     objective: str = "cheapest-tied",
@@ -235,7 +235,7 @@ def learn_router(
 ) -> LearnedRouting:
     """Fit a router for ``task`` on the run's dev rows and replay it on its test rows (module docstring).
 
-    ``issues``: the run's issues (their text is the router's input). ``static_winner``: (model, mode) of
+    ``issues``: the run's issues, a list or ``{id: Issue}`` (their text is the router's input). ``static_winner``: (model, mode) of
     the static winner to compare with (default: the best single candidate of dev). ``cascade``: a
     ``[routing.<task>].cascade`` table to compare with (default: the cheapest candidate, then the
     strongest of dev, at threshold 0.5)."""
@@ -247,7 +247,7 @@ def learn_router(
     keys = candidates_of(rows)
     if len(keys) < 2:
         raise RoutingError(f"task {task!r}: a router needs two candidates or more; the run has {len(keys)}")
-    by_id = {i.id: i for i in issues}
+    by_id = dict(issues) if isinstance(issues, Mapping) else {i.id: i for i in issues}
     dev_rows, _ = split_rows(rows, "dev", False)
     test_rows, _ = split_rows(rows, "test", False)
     dev = score_matrix(dev_rows, keys, by_id, cost)
@@ -311,6 +311,13 @@ def format_learned(result: LearnedRouting) -> str:
         "candidates (dev mean cost): "
         + "; ".join(f"{c.label} {c.cost:.4g}" for c in result.router.candidates)
     )
+    costs = {round(c.cost, 12) for c in result.router.candidates if not math.isnan(c.cost)}
+    if len(costs) == 1 and len(result.router.candidates) > 1:
+        lines.append(
+            f"every candidate costs the same on this axis ({unit} {costs.pop():.4g}): the router picks by predicted "
+            "score alone"
+            + ("; --cost latency compares free models by their time" if result.cost_axis == "usd" else "")
+        )
     if any(result.excluded.values()):
         lines.append(
             f"left out (a candidate has no row): {result.excluded['dev']} dev, {result.excluded['test']} test issues"

@@ -116,9 +116,8 @@ def fit_or_load(home: Path, kind: Kind, mode: Mode, params: dict[str, Any], issu
 def load_model(path: Path, kind: Kind) -> Any:
     """A stored model of ``kind``; nothing in the file is executed (:func:`.store.load_plain`)."""
     cls = kind.model_class()
-    meta, _ = load_plain(path, kind.name, {})
+    meta, arrays = load_plain(path, kind.name, cls.required)
     try:
-        meta, arrays = load_plain(path, kind.name, cls.required(meta))
         return cls.from_plain(meta, arrays)
     except PlainDataError:
         raise
@@ -161,7 +160,6 @@ def fit_for(
     run_issues: Sequence[Issue],
     *,
     from_file: bool = False,
-    bar: Any = None,
 ) -> Fitted:
     """Fit (or load) what answers ``mode`` for the trained model ``spec`` and register it in :data:`FITTED`."""
     kind, params = params_of(spec)
@@ -174,8 +172,6 @@ def fit_for(
         )
     home = config.home
     full = fit_or_load(home, kind, mode, params, train)
-    if bar is not None:
-        bar.update(1)
     asked = {i.id for i in run_issues}
     train_ids = frozenset(i.id for i in train)
     held_out: dict[str, Any] = {}
@@ -189,8 +185,6 @@ def fit_for(
             rest = [i for i in train if _fold_of(i.id, folds) != f]
             model = _fit_or_none(home, kind, mode, params, rest)
             held_out |= dict.fromkeys(in_fold, model)
-            if bar is not None:
-                bar.update(1)
     fitted = Fitted(full, held_out, train_ids, len(train))
     FITTED[(spec.id, mode.task_name)] = fitted
     return fitted

@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,12 +69,15 @@ def save_plain(path: Path, kind: str, meta: Mapping[str, Any], arrays: Mapping[s
 
 
 def load_plain(
-    path: Path, kind: str, required: Mapping[str, tuple[str, int]]
+    path: Path,
+    kind: str,
+    required: Mapping[str, tuple[str, int]] | Callable[[dict[str, Any]], Mapping[str, tuple[str, int]]],
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(meta, arrays) of a file written by :func:`save_plain` with this ``kind``.
 
     ``required`` maps each array name to (dtype kind, rank): ``("f", 2)`` a float matrix, ``("u", 1)``
-    bytes, ``("i", 1)`` integers. Nothing in the file is executed: object arrays are refused."""
+    bytes, ``("i", 1)`` integers; or is a function of the header's meta that returns that mapping.
+    Nothing in the file is executed: object arrays are refused."""
     import numpy as np
 
     def bad(what: str) -> PlainDataError:
@@ -102,6 +105,11 @@ def load_plain(
     meta = header.get("meta")
     if not isinstance(meta, dict):
         raise bad("the header has no meta object")
+    if callable(required):
+        try:
+            required = required(meta)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise bad(f"its header is incomplete ({exc})") from None
     for name, (dtype_kind, rank) in required.items():
         arr = arrays.get(name)
         if arr is None:

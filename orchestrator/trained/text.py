@@ -43,13 +43,15 @@ def analyze(text: str, ngram_max: int = 2) -> list[str]:
 
 def vectorizer_params(ngram_max: int = 2, min_df: int = 1) -> dict:
     """The TfidfVectorizer settings of every fit here (a reference pipeline uses the same)."""
+    import numpy as np
+
     return {
         "ngram_range": (1, ngram_max),
         "sublinear_tf": True,
         "min_df": min_df,
         "token_pattern": TOKEN_PATTERN,
         "lowercase": True,
-        "dtype": __import__("numpy").float64,
+        "dtype": np.float64,
     }
 
 

@@ -207,6 +207,9 @@ def run_benchmark(
         )
     model_ids, mode_names = split_list(models), _task_modes(modes)
     label = relative_label(resolve_path(dataset, root), root)
+    # trained baselines fit on the dataset's whole dev split, whatever split and limit keep
+    trained = any(cfg.model_spec(m).provider == "trained" for m in model_ids)
+    training = load_issues(dataset, split="dev", config=cfg) if trained else None
     run_id = run_id or new_run_id()
     client = LLMClient(cfg)
     try:
@@ -224,6 +227,7 @@ def run_benchmark(
                 split=split,
                 judge_model=judge_model or None,
                 progress=progress,
+                training=training,
             )
         )
     finally:

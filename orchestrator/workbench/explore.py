@@ -63,14 +63,30 @@ async def ask_models(
     *,
     cache: bool = True,
     on_answer: Callable[[str, Any], None] | None = None,
+    training: Sequence[Issue] | None = None,
 ) -> list[Any]:
     """Ask each model about ``issue`` in ``mode``, concurrently, through the response cache: a Completion or
     the exception, per model, in order. ``on_answer(model, result)`` is called as each one finishes (the
-    widget's progress). Cancelling the task cancels the calls still in flight; finished ones stay cached."""
+    widget's progress). Cancelling the task cancels the calls still in flight; finished ones stay cached.
+    ``training``: the issues a trained baseline among ``models`` fits on (their dev split; a dev ``issue``
+    is answered by a fit without it)."""
     import asyncio
+
+    untrained: dict[str, Exception] = {}
+    if training is not None:
+        from ..modes import get_mode
+        from ..trained.fitting import train_for_run
+
+        for model in split_list(models):
+            try:
+                train_for_run(client.config, [model], [get_mode(mode)], [issue], training, progress=False)
+            except Exception as exc:  # the model's row shows why it could not be trained
+                untrained[model] = exc
 
     async def one(model: str) -> Any:
         try:
+            if model in untrained:
+                raise untrained[model]
             result: Any = await client.complete(
                 issue, model=model, mode=mode, cache="use" if cache else "off"
             )
@@ -84,11 +100,17 @@ async def ask_models(
 
 
 def compare_answers(
-    client: LLMClient, issue: Issue, models: Sequence[str] | str, mode: str, *, cache: bool = True
+    client: LLMClient,
+    issue: Issue,
+    models: Sequence[str] | str,
+    mode: str,
+    *,
+    cache: bool = True,
+    training: Sequence[Issue] | None = None,
 ) -> pd.DataFrame:
     """Ask each model about one issue in one mode (concurrently, through the response cache): one row per
     model with the answer, its score against the gold labels, tokens, cost, latency and whether it was cached."""
-    results = client.run_sync(ask_models(client, issue, models, mode, cache=cache))
+    results = client.run_sync(ask_models(client, issue, models, mode, cache=cache, training=training))
     return answers_frame(issue, split_list(models), mode, results)
 
 

@@ -207,7 +207,13 @@ def explore_widget(
         say(f"asking {n} model(s)…")
         state["frame"] = None
         coro = ask_models(
-            client, issue, chosen_models, chosen_mode, cache=use_cache.value, on_answer=on_answer
+            client,
+            issue,
+            chosen_models,
+            chosen_mode,
+            cache=use_cache.value,
+            on_answer=on_answer,
+            training=issues,
         )
         future = client.submit(coro)
         state["future"] = future

@@ -287,3 +287,53 @@ def test_a_tampered_written_router_is_a_clear_error_at_call_time(
         err = capsys.readouterr().err
         assert code != 0 and str(path) in err and "not a usable router" in err and "Traceback" not in err
         assert len(srv.requests) == n_before
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("router = 3", "key 'router': must be the name of a stored router"),
+        ('router = "../x"', "key 'router': must be the name of a stored router"),
+        ('router = "classify-r"\nrouter_tau = "high"', "key 'router_tau': must be a number"),
+    ],
+)
+def test_a_bad_router_entry_is_a_config_error_naming_the_key(tmp_path, line, message):
+    from orchestrator.config import load_config
+    from orchestrator.errors import ConfigError
+
+    cfg = tmp_path / "orchestrator.toml"
+    cfg.write_text(
+        '[defaults]\nmodel = "baseline/rules"\n[models."baseline/rules"]\nprovider = "baseline"\n'
+        f'[routing.classify]\nprimary = "baseline/rules"\n{line}\n'
+    )
+    with pytest.raises(ConfigError, match=message):
+        load_config(cfg)
+
+
+def test_the_router_plot_draws_the_curve_and_every_comparator():
+    from orchestrator.workbench.plots import router_curve
+
+    issues = marker_issues()
+    result = learn_router(marker_rows(issues), issues, "classify", n_boot=100)
+    fig = router_curve(result)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == "learned router, tau swept"
+    assert len(labels) == 1 + len(result.comparators)
+    assert any(lab.startswith("oracle") for lab in labels) and ax.get_xlabel() == "cost per issue (USD)"
+
+
+def test_the_estimate_leaves_out_the_cells_a_trained_model_cannot_answer(tmp_path):
+    from orchestrator.config import load_config
+    from orchestrator.runs.estimate import estimate_grid
+
+    cfg = tmp_path / "orchestrator.toml"
+    cfg.write_text(
+        '[defaults]\nmodel = "baseline/rules"\n[models."baseline/rules"]\nprovider = "baseline"\n'
+        '[models."trained/knn-files"]\nprovider = "trained"\nmodel = "knn-files"\n'
+    )
+    issues = marker_issues(10)
+    est = estimate_grid(
+        issues, ["baseline/rules", "trained/knn-files"], ["classify", "fix"], config=load_config(cfg)
+    )
+    assert est.cells_total == 10 * 3  # rules: both tasks; knn-files: fix only

@@ -431,3 +431,75 @@ def test_an_unknown_option_names_the_model_and_the_option(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "'trained/tfidf-logreg': unknown option 'Cee'" in err and "known: ngram_max" in err
+
+
+def test_the_explore_path_trains_on_the_shown_issues_and_answers_a_dev_issue_out_of_sample(tmp_path):
+    from orchestrator.client.llm_client import LLMClient
+    from orchestrator.config import load_config
+    from orchestrator.issues import load_issues
+    from orchestrator.trained.fitting import FITTED
+    from orchestrator.workbench.explore import compare_answers
+
+    cfg = load_config(nlbse_project(tmp_path, plant_in=None))
+    issues = load_issues(Path(__file__).parents[2] / "datasets" / "issues.jsonl")
+    dev = next(i for i in issues if i.split == "dev")
+    with LLMClient(cfg) as client:
+        untrained = compare_answers(client, dev, ["trained/tfidf-logreg"], "classify")
+        assert "not trained for classify" in untrained["error"].iloc[0]
+        frame = compare_answers(client, dev, ["trained/tfidf-logreg"], "classify", training=issues)
+    assert frame["error"].fillna("").iloc[0] == ""
+    assert json.loads(frame["answer"].iloc[0])["type"] in ("bug", "feature", "question", "docs")
+    fitted = FITTED[("trained/tfidf-logreg", "classify")]
+    assert dev.id in fitted.held_out and dev.id in fitted.train_ids
+    assert not fitted.train_ids & {i.id for i in issues if i.split == "test"}
+
+
+def test_the_benchmark_runs_trained_baselines_and_learns_a_router_from_the_store(
+    tmp_path, capsys, monkeypatch
+):
+    """The notebook's calls and the CLI on one curated run: trained baselines beside the rules, then a
+    learned router per task from the issues the store keeps (no --dataset)."""
+    from orchestrator.workbench import learned_routing, run_benchmark
+
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "orchestrator.toml"
+    cfg.write_text(
+        '[defaults]\nmodel = "baseline/rules"\n[models."baseline/rules"]\nprovider = "baseline"\n'
+        '[models."trained/tfidf-logreg"]\nprovider = "trained"\nmodel = "tfidf-logreg"\n'
+        '[models."trained/knn-files"]\nprovider = "trained"\nmodel = "knn-files"\n'
+    )
+    curated = Path(__file__).parents[2] / "datasets" / "issues.jsonl"
+    models = "baseline/rules,trained/tfidf-logreg,trained/knn-files"
+    bench = run_benchmark(
+        curated, models=models, modes="classify,fix", config=str(cfg), progress=False, run_id="b"
+    )
+    assert bench.summary.cells_total == 128 * 4  # knn-files: fix only; tfidf-logreg: classify only
+    results, skipped = learned_routing(bench, n_boot=200)
+    assert {r.task for r in results} == {"classify", "fix"} and not skipped
+    for result in results:
+        assert result.cost_axis == "latency" and result.n_dev == 64 and result.n_test == 64
+        policies = " ".join(result.comparators["policy"])
+        for name in ("learned router", "best single of dev", "cascade", "random at", "oracle", "strongest"):
+            assert name in policies
+        oracle = result.comparators[result.comparators["policy"].str.startswith("oracle")].iloc[0]
+        assert (result.comparators["mean"] <= oracle["mean"] + 1e-12).all()
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "--config",
+                str(cfg),
+                "route",
+                "b",
+                "--router",
+                "learned",
+                "--cost",
+                "latency",
+                "--n-boot",
+                "100",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert out.count("test replay (64 issues") == 2 and "(dry run" in out
