@@ -188,6 +188,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         policy: dict = dict(selections)
     elif args.policy == "config":
         policy = {m: e for m, e in cfg.routing.items() if isinstance(e, dict)}
+        routed = {m: e for m, e in policy.items() if e.get("router")}
+        if routed:
+            _replay_routers(args, cfg, df, routed)
+            policy = {m: e for m, e in policy.items() if m not in routed}
+            if not policy:
+                return 0
         if not policy:
             raise OrchestratorError(
                 f"{path}: [routing] is empty; `orchestrator route RUN_ID --write` fills it"
@@ -210,6 +216,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"\n{mode}: cascade {cheap} > {strong} over thresholds")
             print(curve.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     return 0
+
+
+def _replay_routers(args: argparse.Namespace, cfg, df, routed: dict) -> None:
+    """Each ``[routing.<task>]`` that names a stored router, replayed on the run's test rows."""
+    from ..routing.learned import replay_stored
+    from ..routing.router import load_router
+
+    issues = _run_issues(args, cfg)
+    for task, entry in routed.items():
+        import dataclasses
+
+        router = load_router(cfg.home, str(entry["router"]))
+        if entry.get("router_tau") is not None:  # the entry's tau rules, as in the client
+            router = dataclasses.replace(router, tau=float(entry["router_tau"]))
+        row = replay_stored(router, df, issues, n_boot=args.n_boot)
+        unit = "$" if row["cost_axis"] == "usd" else "s"
+        print(
+            f"{task}: stored router {entry['router']} (tau {router.tau:g}) on {row['n']} test issues: mean "
+            f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}], {row['cost_per_issue']:.4g} {unit}/issue"
+            + (f"; {row['excluded']} issues left out (a candidate has no row)" if row["excluded"] else "")
+        )
 
 
 def _selection_args(p: argparse.ArgumentParser) -> None:
@@ -279,4 +306,7 @@ def register(sub) -> None:
         "cost-quality curve over (e.g. 0,0.25,0.5,0.75,1)",
     )
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the CI (default 2000)")
+    p.add_argument(
+        "--dataset", metavar="FILE", help="a stored router's issues (default: the copies the store keeps)"
+    )
     p.set_defaults(func=cmd_replay)

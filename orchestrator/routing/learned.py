@@ -304,6 +304,48 @@ def learn_router(
     )
 
 
+def replay_stored(
+    router: Router,
+    df: pd.DataFrame,
+    issues: Sequence[Issue] | Mapping[str, Issue],
+    *,
+    split: str = "test",
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A stored router (``[routing.<task>].router``) replayed on a run's ``split`` rows: its mean with a 95 %
+    bootstrap CI and its cost per issue, on the issues where each of its candidates has a row."""
+    import numpy as np
+
+    from .replay import _bootstrap_ci
+
+    by_id = dict(issues) if isinstance(issues, Mapping) else {i.id: i for i in issues}
+    rows, _ = split_rows(_task_rows(df, router.task), split, False)
+    keys = [(c.model, c.mode, c.prompt) for c in router.candidates]
+    axis = str(router.meta.get("cost", "usd"))
+    scores = score_matrix(rows, keys, by_id, axis)
+    if not scores.issues:
+        raise RoutingError(
+            f"router for {router.task}: no {split} issue of this run has a row for each of its candidates "
+            f"({', '.join(c.label for c in router.candidates)})"
+        )
+    picks = np.array([router.choose_from(router.predict(i), router.tau) for i in scores.issues])
+    at = np.arange(len(picks))
+    s, c = scores.score[at, picks], scores.cost[at, picks]
+    lo, hi = _bootstrap_ci([float(x) for x in s], n_boot, seed, router.task)
+    return {
+        "task": router.task,
+        "policy": f"stored router (tau {router.tau:g})",
+        "n": len(s),
+        "mean": float(s.mean()),
+        "ci_low": lo,
+        "ci_high": hi,
+        "cost_per_issue": _mean(c),
+        "cost_axis": axis,
+        "excluded": scores.excluded,
+    }
+
+
 def format_learned(result: LearnedRouting) -> str:
     unit = "$/issue" if result.cost_axis == "usd" else "s/issue"
     lines = [result.reason]

@@ -232,6 +232,9 @@ def test_route_learned_writes_a_router_that_the_client_follows_per_issue(
         assert (isolated_home / "routers" / "classify-mk.npz").is_file() and "written to" in out
         text = cfg.read_text()
         assert 'router = "classify-mk"' in text and "router_tau" in text and 'run_id = "mk"' in text
+        replayed = main(["--config", str(cfg), "replay", "mk", "--policy", "config", "--n-boot", "100"])
+        line = capsys.readouterr().out
+        assert replayed == 0 and "classify: stored router classify-mk" in line and "mean 1.000" in line
         config = load_config(cfg)
         n_before = len(srv.requests)
         fresh = [
