@@ -195,6 +195,12 @@ def _project(tmp_path: Path, url: str, issues: list[Issue]) -> Path:
     return cfg
 
 
+def _run_args(cfg: Path) -> list[str]:
+    """Both models over the project's issues, classify only, as run 'mk'."""
+    models = ["--models", "m/strong,m/cheap", "--tasks", "classify", "--run-id", "mk"]
+    return ["--config", str(cfg), "run", "--dataset", "issues.jsonl", *models]
+
+
 def test_route_learned_writes_a_router_that_the_client_follows_per_issue(
     tmp_path, capsys, monkeypatch, isolated_home
 ):
@@ -205,20 +211,7 @@ def test_route_learned_writes_a_router_that_the_client_follows_per_issue(
     issues = marker_issues(120)
     with FaultServer(script=_answer_by_model) as srv:
         cfg = _project(tmp_path, srv.url, issues)
-        run = [
-            "--config",
-            str(cfg),
-            "run",
-            "--dataset",
-            "issues.jsonl",
-            "--models",
-            "m/strong,m/cheap",
-            "--tasks",
-            "classify",
-            "--run-id",
-            "mk",
-        ]
-        assert main(run) == 0
+        assert main(_run_args(cfg)) == 0
         capsys.readouterr()
         assert main(["--config", str(cfg), "route", "mk", "--router", "learned", "--n-boot", "200"]) == 0
         dry = capsys.readouterr().out
@@ -259,24 +252,7 @@ def test_a_tampered_written_router_is_a_clear_error_at_call_time(
     issues = marker_issues(60)
     with FaultServer(script=_answer_by_model) as srv:
         cfg = _project(tmp_path, srv.url, issues)
-        assert (
-            main(
-                [
-                    "--config",
-                    str(cfg),
-                    "run",
-                    "--dataset",
-                    "issues.jsonl",
-                    "--models",
-                    "m/strong,m/cheap",
-                    "--tasks",
-                    "classify",
-                    "--run-id",
-                    "mk",
-                ]
-            )
-            == 0
-        )
+        assert main(_run_args(cfg)) == 0
         assert (
             main(["--config", str(cfg), "route", "mk", "--router", "learned", "--n-boot", "50", "--write"])
             == 0
