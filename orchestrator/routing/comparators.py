@@ -75,7 +75,7 @@ def comparators(
                 _row(f"static winner: {cands[k].label}", test.score[:, k], test.cost[:, k], n_boot, seed)
             )
     cheap = _cheapest(router)
-    # the strong side of the random mix and of the default cascade: the dev-best candidate, or, when that
+    # the strong step of the default cascade: the dev-best candidate, or, when that
     # is the cheapest, the dearest one
     strong = (
         best
@@ -84,19 +84,15 @@ def comparators(
     )
     strong_test = int(np.argmax(test.score.mean(axis=0)))
     out.append(_cascade_row(router, cheap, strong, test, test_rows, cost, cascade, n_boot, seed))
-    # random routing between the cheapest and the strong candidate, mixed to the router's test cost
-    c_cheap, c_strong = test.cost[:, cheap], test.cost[:, strong]
-    spread = _nanmean(c_strong) - _nanmean(c_cheap)
-    p = (
-        0.0
-        if not spread or math.isnan(spread)
-        else min(1.0, max(0.0, (_nanmean(r_cost) - _nanmean(c_cheap)) / spread))
-    )
+    # random routing at the router's cost: each issue sent to a candidate drawn with the router's own mix
+    # (RouteLLM's random baseline, for any number of candidates), as the expectation over draws
+    shares = np.bincount(picks, minlength=len(cands)) / len(picks)
+    mix = ", ".join(f"{shares[c]:.0%} {cands[c].label}" for c in np.flatnonzero(shares))
     out.append(
         _row(
-            f"random at the router's cost ({p:.0%} to {cands[strong].label})",
-            p * test.score[:, strong] + (1 - p) * test.score[:, cheap],
-            p * c_strong + (1 - p) * c_cheap,
+            f"random at the router's cost ({mix})",
+            test.score @ shares,
+            test.cost[:, shares > 0] @ shares[shares > 0],
             n_boot,
             seed,
         )
@@ -128,12 +124,6 @@ def comparators(
         table["cost_per_issue"] / ref_cost if ref_cost and not math.isnan(ref_cost) else math.nan
     )
     return table
-
-
-def _nanmean(values: np.ndarray) -> float:
-    import numpy as np
-
-    return float(np.nanmean(values)) if len(values) and not np.isnan(values).all() else math.nan
 
 
 def _mean_or_nan(values: np.ndarray) -> float:

@@ -207,8 +207,14 @@ def choose_tau(
         return float(points.loc[best, "tau"]), "the best dev mean (ties: the cheaper)"
     from ..analysis import tied_with_best
 
-    long = []
+    # taus that route every issue alike are one policy: test each policy once (Holm over fewer comparisons),
+    # under its smallest tau
+    policies: dict[tuple[int, ...], int] = {}
     for k in points.index:
+        picks = tuple(router.choose_from(p, float(points.loc[k, "tau"])) for p in predicted)
+        policies.setdefault(picks, k)
+    long = []
+    for k in policies.values():
         s, _ = _routed(router, predicted, dev, float(points.loc[k, "tau"]))
         long += [
             {"mode": "r", "model": str(k), "issue_id": i.id, "repeat": 0, "score": float(v)}
