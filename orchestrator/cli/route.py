@@ -143,8 +143,8 @@ def _route_learned(args: argparse.Namespace) -> int:
         router = result.router
         name = f"{task}-{args.run_id}"
         dev_at = result.dev_curve.loc[result.dev_curve["tau"] == router.tau].iloc[0]
-        best = result.comparators["policy"].iloc[1].removeprefix("best single of dev: ")
-        fallback = next(c for c in router.candidates if c.label == best)
+        fallback = result.best_single
+        assert fallback is not None
         entries[task] = {
             "primary": fallback.model,
             **({"prompt": fallback.prompt} if fallback.mode != task else {}),
@@ -152,7 +152,8 @@ def _route_learned(args: argparse.Namespace) -> int:
             "router": name,
             "router_tau": router.tau,
             "objective": args.objective,
-            "reason": " ".join(result.reason.split()) + f"; without an issue to route, {best} answers",
+            "reason": " ".join(result.reason.split())
+            + f"; without an issue to route, {fallback.label} answers",
             "score": round(float(dev_at["mean"]), 4),
             "n": result.n_dev,
         }

@@ -31,6 +31,13 @@ def _row(policy: str, scores: np.ndarray, costs: np.ndarray, n_boot: int, seed: 
     }
 
 
+def best_of_dev(router: Router, dev: Scores) -> int:
+    """The candidate with the best dev mean (ties: known cost first, then the cheaper, then order)."""
+    means = dev.score.mean(axis=0)
+    cands = router.candidates
+    return min(range(len(cands)), key=lambda c: (-means[c], math.isnan(cands[c].cost), cands[c].cost, c))
+
+
 def _cheapest(router: Router) -> int:
     return min(
         range(len(router.candidates)),
@@ -60,8 +67,7 @@ def comparators(
     picks = np.array([router.choose_from(p, router.tau) for p in test_pred], dtype=int)
     r_score, r_cost = test.score[rows_n, picks], test.cost[rows_n, picks]
     out.append(_row(f"learned router (tau {router.tau:g})", r_score, r_cost, n_boot, seed))
-    dev_means = dev.score.mean(axis=0)
-    best = min(range(len(cands)), key=lambda c: (-dev_means[c], math.isnan(cands[c].cost), cands[c].cost, c))
+    best = best_of_dev(router, dev)
     out.append(
         _row(
             f"best single of dev: {cands[best].label}", test.score[:, best], test.cost[:, best], n_boot, seed

@@ -62,6 +62,7 @@ class LearnedRouting:
     n_test: int
     excluded: dict[str, int] = field(default_factory=dict)
     reason: str = ""
+    best_single: Candidate | None = None  # the best candidate of dev: what answers a call with no issue
 
     def __str__(self) -> str:
         return format_learned(self)
@@ -276,7 +277,7 @@ def learn_router(
         meta={**(meta or {}), "objective": objective, "cost": cost},
     )
     test_pred = [router.predict(i) for i in test.issues]
-    from .comparators import comparators
+    from .comparators import best_of_dev, comparators
 
     table = comparators(
         router,
@@ -307,6 +308,7 @@ def learn_router(
         len(test.issues),
         {"dev": dev.excluded, "test": test.excluded},
         reason,
+        candidates[best_of_dev(router, dev)],
     )
 
 
