@@ -14,6 +14,16 @@ if TYPE_CHECKING:
     from ..routing.learned import LearnedRouting
 
 
+FEW_DEV = 30  # below this many dev issues the section says the router is not to be trusted
+
+
+def _sig(value: Any) -> str:
+    """Costs span decades (0.0003 s to 14 s): three significant digits, not three decimals."""
+    import math
+
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
+
+
 def cost_axis(df: Any) -> str:
     """``usd`` when some answer of the run has a known non-zero cost, else ``latency`` (all free)."""
     import pandas as pd
@@ -56,15 +66,19 @@ def show_learned_routing(bench: Benchmark, *, n_boot: int = 1000) -> None:
         )
     for result in results:
         display(show_text(result.reason, "orc-ok"))
-        table = result.comparators.rename(columns={"cost_per_issue": "cost / issue"})
-        sty = table.style.format(
-            {
-                c: fmt_num
-                for c in ("mean", "ci_low", "ci_high", "cost / issue", "quality_share", "cost_share")
-            },
-            escape="html",
-            na_rep="—",
-        ).hide(axis="index")
+        if result.n_dev < FEW_DEV:
+            display(
+                show_text(
+                    f"Only {result.n_dev} dev issues: a router learned from so few is shown to see the loop, "
+                    "not to be trusted. Run on a larger issue set (datasets/issues.jsonl, or your own) first.",
+                    "orc-note",
+                )
+            )
+        unit = "cost / issue ($)" if result.cost_axis == "usd" else "latency / issue (s)"
+        table = result.comparators.rename(columns={"cost_per_issue": unit})
+        formats: dict[str, Any] = {c: fmt_num for c in ("mean", "ci_low", "ci_high", "quality_share")}
+        formats |= {unit: _sig, "cost_share": _sig}
+        sty = table.style.format(formats, escape="html", na_rep="—").hide(axis="index")
         display(_base_style(sty, f"{result.task}: test replay, {result.n_test} issues, 95 % bootstrap CIs"))
         show_figure(router_curve(result))
     for task, why in skipped.items():

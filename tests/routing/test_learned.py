@@ -316,3 +316,29 @@ def test_the_estimate_leaves_out_the_cells_a_trained_model_cannot_answer(tmp_pat
         issues, ["baseline/rules", "trained/knn-files"], ["classify", "fix"], config=load_config(cfg)
     )
     assert est.cells_total == 10 * 3  # rules: both tasks; knn-files: fix only
+
+
+@pytest.mark.parametrize("n_issues, warned", [(20, True), (160, False)])
+def test_the_notebook_section_shows_the_replay_the_plot_and_warns_on_a_small_dev_split(
+    monkeypatch, n_issues, warned
+):
+    import types
+
+    import IPython.display
+
+    from orchestrator.workbench.learned import show_learned_routing
+
+    shown: list = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    issues = marker_issues(n_issues)
+    bench = types.SimpleNamespace(df=marker_rows(issues), issues={i.id: i for i in issues})
+    show_learned_routing(bench, n_boot=100)
+    html = "\n".join(
+        o._repr_html_() if hasattr(o, "_repr_html_") else o.to_html()
+        for o in shown
+        if not isinstance(o, IPython.display.Image)
+    )
+    assert "learned router over 2 candidates" in html and "oracle (upper bound)" in html
+    assert "cost / issue ($)" in html
+    assert ("a router learned from so few" in html) is warned
+    assert sum(isinstance(o, IPython.display.Image) for o in shown) == 1
