@@ -445,7 +445,7 @@ def bench(
     from .config import find_config_path
     from .paths import project_root, resolve_path
     from .resources import is_default_config
-    from .runs.runner import new_run_id
+    from .runs.plan import new_run_id
 
     cfg_path = find_config_path(config)
     root = project_root(_PathConfig(cfg_path))

@@ -85,7 +85,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "(-p max_tokens None: the config's own)",
             file=sys.stderr,
         )
-    from ..runs.runner import new_run_id
+    from ..runs.plan import new_run_id
 
     run_id = args.run_id or new_run_id()
     print(f"bench: run {run_id}: executing {_rel(nb_path)} (progress below)", file=sys.stderr, flush=True)

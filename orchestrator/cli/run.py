@@ -44,7 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..client.llm_client import LLMClient
     from ..config import load_config
     from ..issues.files import load_issues
-    from ..runs.runner import dataset_label, run_grid
+    from ..runs.plan import dataset_label
+    from ..runs.runner import run_grid
 
     cfg = load_config(args.config)
     models = args.models or [cfg.default_model]
@@ -75,9 +76,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
         if estimate.budget_warning:
             print(f"warning: {estimate.budget_warning}", file=sys.stderr)
-    # trained baselines fit on the dataset's whole dev split, whatever --split and --limit keep
-    trained = any(cfg.model_spec(m).provider == "trained" for m in models)
-    training = load_issues(args.dataset, split="dev", on_repair=lambda _m: None) if trained else None
+
+    # models that learn (the trained baselines) fit on the dataset's whole dev split, whatever --split and
+    # --limit keep; read only if one of them needs it
+    def training() -> list:
+        return load_issues(args.dataset, split="dev", on_repair=lambda _m: None)
+
     client = LLMClient(cfg, cache=not args.no_cache)
     try:
         summary = client.run_sync(

@@ -93,6 +93,20 @@ class Adapter:
         """Why ``spec`` cannot answer ``mode`` at all (a grid skips those cells); None: it can."""
         return None
 
+    def prepare(
+        self,
+        config: Config,
+        specs: list[ModelSpec],
+        modes: list[Any],
+        issues: list[Issue] | Any,
+        training: Any,
+        *,
+        progress: bool = True,
+    ) -> None:
+        """Get this provider's ``specs`` ready to answer ``modes`` over ``issues`` before a run's first call;
+        ``training`` is what a model that learns may fit on (issues, or a function returning them). Most
+        providers have nothing to do; the trained baselines fit here."""
+
     def err(self, cls: type[E.ProviderError], message: str, req: ChatRequest, **kw: Any) -> E.ProviderError:
         return cls(message, provider=self.name, model=req.spec.id, **kw)
 

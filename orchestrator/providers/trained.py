@@ -26,6 +26,13 @@ class TrainedAdapter(Adapter):
 
         return cannot_answer(spec, mode)
 
+    def prepare(
+        self, config: Any, specs: Any, modes: Any, issues: Any, training: Any, *, progress: bool = True
+    ) -> None:
+        from ..trained.fitting import train_for_run
+
+        train_for_run(config, [s.id for s in specs], modes, issues, training, progress=progress)
+
     async def send(self, req: ChatRequest, pool: Any) -> ProviderResponse:
         from ..errors import ConfigError
         from ..modes import get_mode

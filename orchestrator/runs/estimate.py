@@ -396,7 +396,7 @@ def estimate_grid(
     from ..client.pricing import expected_cost, worst_case_cost
     from ..config import Config, load_config
     from ..modes import build_messages
-    from .runner import _cells, unanswerable
+    from .plan import cell_count, grid_cells, unanswerable
 
     cfg = config if isinstance(config, Config) else load_config(config)
     from ..tasks.modes import bind_to_issues
@@ -410,9 +410,9 @@ def estimate_grid(
         done = history.store.done_cells(run_id) if run_id else {}
         spent_before = history.store.run_spent(run_id) if run_id else 0.0
         planned = []
-        skip = unanswerable(client, models, modes)  # cells the grid leaves out are not estimated either
-        total = (len(models) * len(modes) - len(skip)) * len(issues) * repeats
-        for issue, model, mode, repeat in _cells(issues, models, modes, repeats, skip):
+        skip = unanswerable(cfg, models, modes)  # cells the grid leaves out are not estimated either
+        total = cell_count(issues, models, modes, repeats, skip)
+        for issue, model, mode, repeat in grid_cells(issues, models, modes, repeats, skip):
             state = done.get((issue.id, model, mode, repeat))
             if state is not None and not (retry_errors and state != ""):
                 continue

@@ -18,11 +18,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +28,16 @@ from .. import errors as E
 from ..modes import MODES, get_mode
 from ..types import Issue
 from .lock import RunLock
+from .plan import (
+    GridPlan,
+    Training,
+    cell_count,
+    git_commit,
+    grid_cells,
+    new_run_id,
+    prepare_models,
+    unanswerable,
+)
 from .rows import ResultRow
 from .scoring import score_row, score_safely
 from .store import ResultStore, default_db_path, now_iso
@@ -76,93 +84,11 @@ class RunSummary:
         return text
 
 
-@dataclass(frozen=True)
-class GridPlan:
-    """What a grid runs: the cells (issues x models x modes x repeats) and how (concurrency, budget, cache)."""
-
-    issues: Sequence[Issue]
-    models: Sequence[str]
-    modes: Sequence[str]
-    repeats: int
-    concurrency: int
-    budget_usd: float | None
-    cache: bool
-    retry_errors: bool
-    dataset: str | None
-    split: str | None
-    judge_model: str | None
-    skip: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (model, mode) cells left out
-
-
 # How long a finished cell may wait to be committed with the next ones. An answer is in the response cache
 # before it reaches the writer, so even a kill -9 in this window does not bill a resumed cell twice.
 WRITE_COALESCE_S = 0.05
 # After the writer fails, how long calls already in flight may take to finish (and be cached).
 HALT_GRACE_S = 30.0
-
-
-def new_run_id() -> str:
-    return datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-
-
-def _git_commit(folder: Path | None) -> str | None:
-    """The checked-out commit of the repository holding ``folder``, read from .git (no subprocess)."""
-    here = (folder or Path.cwd()).resolve()
-    for root in (here, *here.parents):
-        git = root / ".git"
-        if git.is_dir():
-            break
-    else:
-        return None
-    try:
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref: "):
-            return head or None
-        ref = head[5:]
-        ref_file = git / ref
-        if ref_file.is_file():
-            return ref_file.read_text().strip() or None
-        packed = git / "packed-refs"
-        if packed.is_file():
-            for line in packed.read_text().splitlines():
-                if line.endswith(" " + ref):
-                    return line.split(" ", 1)[0]
-    except OSError:
-        return None
-    return None
-
-
-def _cells(
-    issues: Sequence[Issue],
-    models: Sequence[str],
-    modes: Sequence[str],
-    repeats: int,
-    skip: Mapping[tuple[str, str], str] | None = None,
-) -> Iterator[tuple]:
-    for repeat in range(repeats):
-        for issue in issues:
-            for mode in modes:
-                for model in models:
-                    if not skip or (model, mode) not in skip:
-                        yield issue, model, mode, repeat
-
-
-def unanswerable(
-    client: LLMClient, models: Sequence[str], modes: Sequence[str]
-) -> dict[tuple[str, str], str]:
-    """(model, mode) pairs a model cannot answer at all (a trained baseline answers one task shape),
-    with the reason: a grid leaves those cells out."""
-    from ..providers import get_adapter
-
-    out = {}
-    for model in models:
-        spec = client.config.model_spec(model)
-        adapter = get_adapter(spec.provider)
-        for mode in modes:
-            reason = adapter.cannot_answer(spec, get_mode(mode))
-            if reason:
-                out[(model, mode)] = reason
-    return out
 
 
 async def run_grid(
@@ -183,12 +109,13 @@ async def run_grid(
     judge_model: str | None = None,
     progress: bool = True,
     store: ResultStore | None = None,
-    training: Sequence[Issue] | None = None,
+    training: Training = None,
 ) -> RunSummary:
     """Run every (issue, model, mode, repeat) cell and store each result as it finishes.
 
-    ``training``: the issues trained baselines fit on (their dev split is used; default: the dev issues
-    among ``issues``). Cells a model cannot answer at all (:func:`unanswerable`) are left out."""
+    ``training``: the issues (or a function returning them, called only when a model needs them) that
+    models which learn fit on, such as the trained baselines (their dev split; default: the dev issues among
+    ``issues``). Cells a model cannot answer at all (:func:`~.plan.unanswerable`) are left out."""
     from ..client.llm_client import LLMClient
 
     if not issues:
@@ -206,12 +133,10 @@ async def run_grid(
         client.config.model_spec(model)
     if judge_model:
         client.config.model_spec(judge_model)
-    skip = unanswerable(client, models, modes)
+    skip = unanswerable(client.config, models, modes)
     for reason in dict.fromkeys(skip.values()):
         log.warning("%s: its cells are left out", reason)
-    from ..trained.fitting import train_for_run
-
-    train_for_run(client.config, models, [get_mode(m) for m in modes], issues, training, progress=progress)
+    prepare_models(client.config, models, modes, issues, training, progress=progress)
     for mode in modes:  # a task judged by its own rubric may name its judge model
         rubric_judge = get_mode(mode).scorer_params.get("model") if get_mode(mode).scorer == "judge" else None
         if rubric_judge:
@@ -298,15 +223,15 @@ async def _run_locked(
         config_snapshot=snapshot,
         dataset=dataset,
         split=split,
-        git_commit=_git_commit(client.config.path.parent if client.config.path else None),
+        git_commit=git_commit(client.config.path.parent if client.config.path else None),
     )
     done = store.done_cells(run_id)
     todo = [
         cell
-        for cell in _cells(issues, models, modes, repeats, plan.skip)
+        for cell in grid_cells(issues, models, modes, repeats, plan.skip)
         if (key := (cell[0].id, cell[1], cell[2], cell[3])) not in done or (retry_errors and done[key] != "")
     ]
-    total = (len(models) * len(modes) - len(plan.skip)) * len(issues) * repeats
+    total = cell_count(issues, models, modes, repeats, plan.skip)
     spent_before = store.run_spent(run_id)
     summary = RunSummary(
         run_id=run_id,
@@ -609,14 +534,3 @@ def _label_key(mode: Any) -> str | None:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def dataset_label(path: str | os.PathLike[str] | None) -> str | None:
-    """How a dataset path is recorded: relative to the working directory when inside it (no absolute paths)."""
-    if path is None:
-        return None
-    p = Path(path)
-    try:
-        return str(p.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return p.name

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -211,12 +211,13 @@ def train_for_run(
     models: Sequence[str],
     modes: Sequence[Mode],
     run_issues: Sequence[Issue],
-    training: Sequence[Issue] | None = None,
+    training: Sequence[Issue] | Callable[[], Sequence[Issue]] | None = None,
     *,
     progress: bool = True,
 ) -> None:
     """Fit every trained model of a run for every task it answers, before the first call (with a progress
-    bar when there is anything to fit)."""
+    bar when there is anything to fit). ``training`` may be a function: it is called once, when a model
+    without its own training file needs it."""
     jobs = []
     for model in models:
         spec = config.model_spec(model)
@@ -241,6 +242,8 @@ def train_for_run(
             seen.add((spec.id, mode.task_name))
             bar.set_postfix_str(f"{spec.id} · {mode.task_name}")
             from_file = train_file(config, spec)
+            if from_file is None and callable(training):
+                training = list(training())  # read once, and only when a model needs it
             candidates = (
                 from_file if from_file is not None else (training if training is not None else run_issues)
             )

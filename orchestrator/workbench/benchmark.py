@@ -190,7 +190,8 @@ def run_benchmark(
 ) -> Benchmark:
     """Run the grid (with a progress bar) and load its results: the notebook's one call."""
     from ..client.llm_client import LLMClient
-    from ..runs.runner import new_run_id, run_grid
+    from ..runs.plan import new_run_id
+    from ..runs.runner import run_grid
     from ..runs.store import open_store
 
     cfg = load_bench_config(config, max_tokens=max_tokens)
@@ -207,9 +208,12 @@ def run_benchmark(
         )
     model_ids, mode_names = split_list(models), _task_modes(modes)
     label = relative_label(resolve_path(dataset, root), root)
-    # trained baselines fit on the dataset's whole dev split, whatever split and limit keep
-    trained = any(cfg.model_spec(m).provider == "trained" for m in model_ids)
-    training = load_issues(dataset, split="dev", config=cfg) if trained else None
+
+    # models that learn (the trained baselines) fit on the dataset's whole dev split, whatever split and
+    # limit keep; read only if one of them needs it
+    def training() -> list:
+        return load_issues(dataset, split="dev", config=cfg)
+
     run_id = run_id or new_run_id()
     client = LLMClient(cfg)
     try:

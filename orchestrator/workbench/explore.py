@@ -74,13 +74,12 @@ async def ask_models(
 
     untrained: dict[str, Exception] = {}
     if training is not None:
-        from ..modes import get_mode
-        from ..trained.fitting import train_for_run
+        from ..runs.plan import prepare_models
 
         for model in split_list(models):
             try:
-                train_for_run(client.config, [model], [get_mode(mode)], [issue], training, progress=False)
-            except Exception as exc:  # the model's row shows why it could not be trained
+                prepare_models(client.config, [model], [mode], [issue], training, progress=False)
+            except Exception as exc:  # the model's row shows why it could not be made ready (trained)
                 untrained[model] = exc
 
     async def one(model: str) -> Any:
