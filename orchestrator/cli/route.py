@@ -39,8 +39,18 @@ def _select(args: argparse.Namespace, df):
     )
 
 
-def cmd_route(args: argparse.Namespace) -> int:
+def _refuse_shipped_config(args: argparse.Namespace, path) -> None:
+    """``--write`` never edits the config shipped inside the package."""
     from ..resources import is_default_config
+
+    if args.write and is_default_config(path):
+        raise OrchestratorError(
+            f"the config in use is the copy shipped in the package ({path}); pass --config orchestrator.toml "
+            "(or create one) to write the routing"
+        )
+
+
+def cmd_route(args: argparse.Namespace) -> int:
     from ..routing import write_routing
 
     if args.router == "learned":
@@ -54,11 +64,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     if not selections:
         print("no mode has a winner: nothing to write")
         return 1
-    if args.write and is_default_config(path):
-        raise OrchestratorError(
-            f"the config in use is the copy shipped in the package ({path}); pass --config orchestrator.toml "
-            "(or create one) to write the routing"
-        )
+    _refuse_shipped_config(args, path)
     provenance = {
         "run_id": args.run_id,
         "dataset": run.get("dataset") or "",
@@ -94,7 +100,6 @@ def _run_issues(args: argparse.Namespace, cfg) -> dict:
 def _route_learned(args: argparse.Namespace) -> int:
     """``route RUN_ID --router learned``: per task, the dev curve, the chosen tau and the test replay
     against every comparator; ``--write`` stores the routers and points ``[routing.<task>]`` at them."""
-    from ..resources import is_default_config
     from ..routing import write_routing
     from ..routing.learned import learn_router
     from ..routing.router import router_path
@@ -107,20 +112,23 @@ def _route_learned(args: argparse.Namespace) -> int:
         if args.tasks
         else sorted({str(t) for t in df["task"].astype("string").fillna(df["mode"].astype("string"))})
     )
-    entries, provenance = (
-        {},
-        {"run_id": args.run_id, "dataset": run.get("dataset") or "", "split": "dev", "date": date.today()},
-    )
-    for task in tasks:
-        static = None
-        try:
-            sel = _select(args, df).get(task)
-            if sel is not None:
-                from ..routing.replay import _prompt_mode
+    provenance = {
+        "run_id": args.run_id,
+        "dataset": run.get("dataset") or "",
+        "split": "dev",
+        "date": date.today(),
+    }
+    entries: dict = {}
+    routers: dict = {}
+    try:  # the static winners, each compared with its task's router
+        winners = _select(args, df)
+    except RoutingError:
+        winners = {}
+    from ..routing.replay import _prompt_mode
 
-                static = (sel.model, _prompt_mode(task, sel))
-        except RoutingError:
-            pass
+    for task in tasks:
+        sel = winners.get(task)
+        static = (sel.model, _prompt_mode(task, sel)) if sel is not None else None
         entry = cfg.routing.get(task)
         cascade = entry.get("cascade") if isinstance(entry, dict) else None
         try:
@@ -157,20 +165,16 @@ def _route_learned(args: argparse.Namespace) -> int:
             "score": round(float(dev_at["mean"]), 4),
             "n": result.n_dev,
         }
-        if args.write:
-            router.save(router_path(cfg.home, name))
+        routers[task] = router
     if not entries:
         print("no task has a learned router: nothing to write")
         return 1
-    if args.write and is_default_config(path):
-        raise OrchestratorError(
-            f"the config in use is the copy shipped in the package ({path}); pass --config orchestrator.toml "
-            "(or create one) to write the routing"
-        )
+    _refuse_shipped_config(args, path)
+    if args.write:  # the routers first: a [routing] entry never names a router that is not stored
+        for task, router in routers.items():
+            print(f"router for {task}: {router.save(router_path(cfg.home, entries[task]['router']))}")
     diff = write_routing(path, entries, provenance, write=args.write)
     if args.write:
-        for task in entries:
-            print(f"router for {task}: {router_path(cfg.home, entries[task]['router'])}")
         print(f"written to {path}" if diff else f"{path}: routing already as learned")
     else:
         print(diff, end="" if diff.endswith("\n") else "\n")
