@@ -134,11 +134,13 @@ def _fold(issue_id: str) -> int:
     return zlib.crc32(issue_id.encode("utf-8", "surrogatepass")) % FOLDS
 
 
-def out_of_fold(task: str, candidates: list[Candidate], dev: Scores) -> np.ndarray:
-    """Each dev issue's predicted scores from a router fitted without its fold."""
+def out_of_fold(task: str, candidates: list[Candidate], dev: Scores) -> tuple[np.ndarray, np.ndarray]:
+    """Each dev issue's predicted scores from a router fitted without its fold, and the mean scores of the
+    other folds (what a candidate's mean alone predicts)."""
     import numpy as np
 
     pred = np.zeros_like(dev.score)
+    means = np.zeros_like(dev.score)
     folds = np.array([_fold(i.id) for i in dev.issues])
     for f in range(FOLDS):
         test = folds == f
@@ -146,14 +148,15 @@ def out_of_fold(task: str, candidates: list[Candidate], dev: Scores) -> np.ndarr
             continue
         train = ~test
         if not train.any():  # one fold holds every issue: nothing to learn from, predict the mean
-            pred[test] = dev.score.mean(axis=0)
+            pred[test] = means[test] = dev.score.mean(axis=0)
             continue
+        means[test] = dev.score[train].mean(axis=0)
         router = Router.fit(
             task, candidates, [dev.issues[i] for i in np.flatnonzero(train)], dev.score[train]
         )
         for i in np.flatnonzero(test):
             pred[i] = router.predict(dev.issues[i])
-    return pred
+    return pred, means
 
 
 def _routed(
@@ -265,17 +268,24 @@ def learn_router(
             f"candidate; a learned router needs at least {FOLDS} dev issues and one test issue"
         )
     candidates = [Candidate(m, mode, p, _mean(dev.cost[:, c])) for c, (m, mode, p) in enumerate(keys)]
-    probe = Router.fit(task, candidates, dev.issues, dev.score)
-    predicted = out_of_fold(task, candidates, dev)
-    tau, why = choose_tau(probe, predicted, dev, objective, max_cost_per_issue, seed)
+    import numpy as np
+
+    predicted, means = out_of_fold(task, candidates, dev)
+    # a candidate whose score the issue's features predict no better than its mean (out of fold) is
+    # predicted by its mean: with no signal the router then sends every issue alike, never worse than one
+    # candidate for noise it fitted
+    helps = ((predicted - dev.score) ** 2).mean(axis=0) < ((means - dev.score) ** 2).mean(axis=0)
+    predicted = np.where(helps, predicted, means)
     router = Router.fit(
         task,
         candidates,
         dev.issues,
         dev.score,
-        tau=tau,
+        plain=[not h for h in helps],
         meta={**(meta or {}), "objective": objective, "cost": cost},
     )
+    tau, why = choose_tau(router, predicted, dev, objective, max_cost_per_issue, seed)
+    router.tau = tau
     test_pred = [router.predict(i) for i in test.issues]
     from .comparators import best_of_dev, comparators
 
@@ -291,11 +301,10 @@ def learn_router(
         n_boot=n_boot,
         seed=seed,
     )
-    import numpy as np
-
     reason = (
         f"{task}: learned router over {len(candidates)} candidates, tau = {tau:g} ({why}; objective "
-        f"{objective}), fitted on {len(dev.issues)} dev issues"
+        f"{objective}), fitted on {len(dev.issues)} dev issues; the issue predicts {int(helps.sum())} of "
+        f"{len(candidates)} candidates' scores better than their mean"
     )
     return LearnedRouting(
         task,

@@ -28,7 +28,7 @@ KIND = "router"
 # correlations and misses the one word that decides (tests/routing/test_learned.py, the marker run).
 MAX_FEATURES = 200
 # ridge penalties tried per candidate, the best by efficient leave-one-out error (RidgeCV)
-ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,10 @@ class Router:
     tau: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)  # provenance: run, dataset, objective, cost axis
 
+    def __post_init__(self) -> None:
+        self._repo_at = {r: k for k, r in enumerate(self.repos)}  # built once: features() runs per call
+        self._label_at = {lab: k for k, lab in enumerate(self.labels)}
+
     # ----------------------------------------------------------------------------------------- features
 
     @staticmethod
@@ -76,11 +80,10 @@ class Router:
         n = len(self.tfidf.terms)
         extra_idx = [n]
         extra_w = [math.log1p(len(issue.title) + len(issue.body)) / 10.0]
-        repo_at = {r: k for k, r in enumerate(self.repos)}
+        repo_at, label_at = self._repo_at, self._label_at
         if issue.repo in repo_at:
             extra_idx.append(n + 1 + repo_at[issue.repo])
             extra_w.append(1.0)
-        label_at = {lab: k for k, lab in enumerate(self.labels)}
         base = n + 1 + len(self.repos)
         for lab in dict.fromkeys(issue.labels):
             if lab in label_at:
@@ -122,9 +125,11 @@ class Router:
         *,
         tau: float = 0.0,
         meta: dict[str, Any] | None = None,
+        plain: Sequence[bool] | None = None,
     ) -> Router:
         """Fit one ridge per candidate (its penalty chosen by leave-one-out error) on ``scores`` (issues x candidates; NaN where a candidate has no
-        score for an issue: left out of that candidate's fit)."""
+        score for an issue: left out of that candidate's fit). A ``plain`` candidate is predicted by its
+        mean score alone."""
         import numpy as np
         from sklearn.linear_model import RidgeCV
 
@@ -143,8 +148,8 @@ class Router:
             if known.sum() == 0:
                 continue
             y = scores[known, c]
-            if np.ptp(y) == 0:  # a constant score needs no fit (and Ridge would only return it)
-                intercept[c] = float(y[0])
+            if np.ptp(y) == 0 or (plain is not None and plain[c]):  # no fit: its mean is the prediction
+                intercept[c] = float(y.mean())
                 continue
             Xc = X[known]
             keep = top_features(Xc, y, max(5, min(MAX_FEATURES, len(y) // 4)))
