@@ -30,16 +30,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _report import Report, Target, ratios  # noqa: E402
-from helpers.nlbse import rows  # noqa: E402
+from helpers.nlbse import issues as synthetic_issues  # noqa: E402
+from helpers.nlbse import label_mode  # noqa: E402
 
-from orchestrator.modes import Mode  # noqa: E402
-from orchestrator.tasks.loader import label_schema  # noqa: E402
 from orchestrator.trained import KINDS  # noqa: E402
 from orchestrator.trained.fitting import load_model  # noqa: E402
 from orchestrator.trained.labels import LabelModel, logreg_params  # noqa: E402
 from orchestrator.trained.store import save_plain  # noqa: E402
 from orchestrator.trained.text import issue_text, vectorizer_params  # noqa: E402
-from orchestrator.types import Gold, Issue  # noqa: E402
+from orchestrator.types import Issue  # noqa: E402
 
 TARGET_FIT_S = Target("<", 5.0, "s")  # 1,500 dev issues, 2 cores
 TARGET_PREDICT_MS = Target("<", 1.0, "ms")  # per issue
@@ -49,31 +48,8 @@ IMPORT_SKLEARN = (
 )
 
 
-def label_mode() -> Mode:
-    """The label task of tests/trained/test_trained.py."""
-    return Mode(
-        name="nlbse",
-        system_prompt="",
-        user_template="",
-        schema=label_schema(["bug", "feature", "question"]),
-        scorer="label",
-        scorer_params={"field": "label", "key": "label"},
-        task="nlbse",
-    )
-
-
-def issues(n_train: int, n_test: int, seed: int, cue_rate: float) -> tuple[list[Issue], list[Issue]]:
-    out = [
-        Issue(
-            id=f"{r['repo']}#{k}",
-            repo=r["repo"],
-            title=r["title"],
-            body=r["body"],
-            split="dev" if r["split"] == "train" else "test",
-            gold=Gold.model_validate({"label": r["label"]}),
-        )
-        for k, r in enumerate(rows(n_train, n_test, seed=seed, cue_rate=cue_rate))
-    ]
+def split_issues(n_train: int, n_test: int, seed: int, cue_rate: float) -> tuple[list[Issue], list[Issue]]:
+    out = synthetic_issues(n_train, n_test, seed=seed, cue_rate=cue_rate)
     return [i for i in out if i.split == "dev"], [i for i in out if i.split == "test"]
 
 
@@ -105,7 +81,7 @@ def main() -> None:
 
     kind, mode = KINDS["tfidf-logreg"], label_mode()
     params = kind.defaults
-    dev, test = issues(args.train, args.test, args.seed, args.cue_rate)
+    dev, test = split_issues(args.train, args.test, args.seed, args.cue_rate)
     dev_texts, dev_labels = [issue_text(i) for i in dev], [str(i.gold.value_of("label")) for i in dev]
     test_texts = [issue_text(i) for i in test]
 

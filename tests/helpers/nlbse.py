@@ -99,3 +99,36 @@ labels = "dataset"
 system = 'Classify the GitHub issue. Answer {"label": L}, L one of {{ labels | join(", ") }}.'
 user = "{{ issue.title }}\\n\\n{{ issue.body }}"
 """
+
+
+def label_mode(labels: tuple[str, ...] = LABELS):
+    """The label task of such a file as a mode (not registered), for fitting without a task file."""
+    from orchestrator.modes import Mode
+    from orchestrator.tasks.loader import label_schema
+
+    return Mode(
+        name="nlbse",
+        system_prompt="",
+        user_template="",
+        schema=label_schema(list(labels)),
+        scorer="label",
+        scorer_params={"field": "label", "key": "label"},
+        task="nlbse",
+    )
+
+
+def issues(n_train: int, n_test: int, seed: int = 3, cue_rate: float = 0.25) -> list:
+    """:func:`rows` as Issues: train rows as dev, test rows as test, the label as ``gold.label``."""
+    from orchestrator.types import Gold, Issue
+
+    return [
+        Issue(
+            id=f"{r['repo']}#{k}",
+            repo=r["repo"],
+            title=r["title"],
+            body=r["body"],
+            split="dev" if r["split"] == "train" else "test",
+            gold=Gold.model_validate({"label": r["label"]}),
+        )
+        for k, r in enumerate(rows(n_train, n_test, seed=seed, cue_rate=cue_rate))
+    ]

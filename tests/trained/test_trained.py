@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.nlbse import IMPORT_MAP, TASK, rows, write_csv
+from helpers.nlbse import IMPORT_MAP, TASK, label_mode, rows, write_csv
+from helpers.nlbse import issues as nlbse_issues
 
 from orchestrator.cli import main
-from orchestrator.modes import Mode
-from orchestrator.tasks.loader import label_schema
 from orchestrator.trained import KINDS
 from orchestrator.trained.labels import LabelModel, logreg_params
 from orchestrator.trained.store import PlainDataError, load_plain, save_plain
@@ -22,32 +21,8 @@ from orchestrator.types import Gold, Issue
 PLANTED = "zqxplantedtoken"
 
 
-def label_mode(labels=("bug", "feature", "question")) -> Mode:
-    return Mode(
-        name="nlbse",
-        system_prompt="",
-        user_template="",
-        schema=label_schema(list(labels)),
-        scorer="label",
-        scorer_params={"field": "label", "key": "label"},
-        task="nlbse",
-    )
-
-
 def synthetic_issues(n_train: int, n_test: int, seed: int = 3) -> list[Issue]:
-    out = []
-    for k, r in enumerate(rows(n_train, n_test, seed=seed, cue_rate=0.25)):
-        out.append(
-            Issue(
-                id=f"{r['repo']}#{k}",
-                repo=r["repo"],
-                title=r["title"],
-                body=r["body"],
-                split="dev" if r["split"] == "train" else "test",
-                gold=Gold.model_validate({"label": r["label"]}),
-            )
-        )
-    return out
+    return nlbse_issues(n_train, n_test, seed=seed, cue_rate=0.25)
 
 
 # ---------------------------------------------------------------------------------------- sklearn parity
