@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -82,11 +83,22 @@ class Adapter:
     default_base_url: ClassVar[str | None] = None
     # Whether the API takes an output JSON schema; a model's ``structured_output = false`` option turns it off.
     structured_output: ClassVar[bool] = False
+    # Whether answers can be streamed (``send_stream``); a model's ``stream = false`` option turns it off.
+    streams: ClassVar[bool] = False
+
+    def can_stream(self, spec: ModelSpec) -> bool:
+        return self.streams and bool(spec.options.get("stream", True))
 
     def supports_schema(self, spec: ModelSpec) -> bool:
         return self.structured_output and bool(spec.options.get("structured_output", True))
 
     async def send(self, req: ChatRequest, pool: HttpPool) -> ProviderResponse:  # pragma: no cover
+        raise NotImplementedError
+
+    async def send_stream(
+        self, req: ChatRequest, pool: HttpPool, on_delta: Callable[[str], None]
+    ) -> ProviderResponse:  # pragma: no cover
+        """Send ``req`` and hand each piece of the answer's text to ``on_delta`` as it arrives."""
         raise NotImplementedError
 
     def cannot_answer(self, spec: ModelSpec, mode: Any) -> str | None:
@@ -219,10 +231,26 @@ def error_for_status(
 
 
 class HttpAdapter(Adapter):
-    """An adapter that speaks JSON over HTTP."""
+    """An adapter that speaks JSON over HTTP; one that streams also sets ``streams``, ``stream_format``,
+    ``build_stream_request`` and ``stream_parser`` (see :mod:`orchestrator.providers.streaming`)."""
+
+    stream_format: ClassVar[str] = "sse"  # or "ndjson"
 
     def build_request(self, req: ChatRequest) -> HttpCall:  # pragma: no cover
         raise NotImplementedError
+
+    def build_stream_request(self, req: ChatRequest) -> HttpCall:  # pragma: no cover
+        raise NotImplementedError
+
+    def stream_parser(self, req: ChatRequest) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    async def send_stream(
+        self, req: ChatRequest, pool: HttpPool, on_delta: Callable[[str], None]
+    ) -> ProviderResponse:
+        from .streaming import send_stream
+
+        return await send_stream(self, req, pool, on_delta)
 
     def parse_response(self, req: ChatRequest, body: dict[str, Any], headers: Any) -> ProviderResponse:
         raise NotImplementedError  # pragma: no cover

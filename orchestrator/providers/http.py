@@ -14,9 +14,10 @@ refused (we only ask for gzip and deflate). The caller bounds the whole exchange
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +139,43 @@ class HttpPool:
             self._clients[key] = client
         return client
 
+    def _request(
+        self,
+        url: str,
+        base_url: str,
+        headers: dict[str, str],
+        json_body: dict[str, Any],
+        timeout: httpx.Timeout,
+    ) -> tuple[httpx.AsyncClient, httpx.Request]:
+        client = self.client(base_url)
+        # surrogatepass: a lone surrogate that slipped through must not crash the send; the server
+        # sees the bytes and answers (or refuses) like any other request
+        content = json.dumps(json_body, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        headers = {"content-type": "application/json", "accept-encoding": ACCEPT_ENCODING, **headers}
+        parsed = self._urls.get(url)
+        if parsed is None:  # parsing a URL costs more than the rest of building the request
+            parsed = self._urls[url] = httpx.URL(url)
+        return client, client.build_request("POST", parsed, content=content, headers=headers, timeout=timeout)
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        url: str,
+        *,
+        base_url: str,
+        headers: dict[str, str],
+        json_body: dict[str, Any],
+        timeout: httpx.Timeout,
+        max_bytes: int,
+    ) -> AsyncIterator[StreamingBody]:
+        """POST ``json_body`` and give the response while its body still arrives, under the same caps."""
+        client, request = self._request(url, base_url, headers, json_body, timeout)
+        response = await client.send(request, stream=True)
+        try:
+            yield StreamingBody(response, max_bytes)
+        finally:
+            await response.aclose()
+
     async def post(
         self,
         url: str,
@@ -150,15 +188,7 @@ class HttpPool:
     ) -> BodyResponse:
         """POST ``json_body`` and read the answer, raising :class:`BodyTooLarge` past ``max_bytes``
         (compressed or decoded) and :class:`BadEncoding` for an encoding we did not ask for."""
-        client = self.client(base_url)
-        # surrogatepass: a lone surrogate that slipped through must not crash the send; the server
-        # sees the bytes and answers (or refuses) like any other request
-        content = json.dumps(json_body, ensure_ascii=False).encode("utf-8", "surrogatepass")
-        headers = {"content-type": "application/json", "accept-encoding": ACCEPT_ENCODING, **headers}
-        parsed = self._urls.get(url)
-        if parsed is None:  # parsing a URL costs more than the rest of building the request
-            parsed = self._urls[url] = httpx.URL(url)
-        request = client.build_request("POST", parsed, content=content, headers=headers, timeout=timeout)
+        client, request = self._request(url, base_url, headers, json_body, timeout)
         response = await client.send(request, stream=True)
         try:
             return BodyResponse(
@@ -174,17 +204,43 @@ class HttpPool:
             await self._clients.pop(key).aclose()
 
 
-async def _read_bounded(response: httpx.Response, max_bytes: int) -> bytes:
+class StreamingBody:
+    """A response whose body is read as it arrives, within the caps (see :meth:`HttpPool.stream`)."""
+
+    def __init__(self, response: httpx.Response, max_bytes: int) -> None:
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self._response = response
+        self._max_bytes = max_bytes
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The decoded body, piece by piece as the wire delivers it."""
+        async for piece in _iter_bounded(self._response, self._max_bytes):
+            yield piece
+
+    async def read(self) -> bytes:
+        return await _read_bounded(self._response, self._max_bytes)
+
+
+async def _iter_bounded(response: httpx.Response, max_bytes: int) -> AsyncIterator[bytes]:
     length = response.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes:
         raise BodyTooLarge("compressed, by its content-length", max_bytes)
     decoder = _Decoder(response.headers.get("content-encoding", ""), max_bytes)
-    out: list[bytes] = []
     wire = 0
     async for chunk in response.aiter_raw():
         wire += len(chunk)
         if wire > max_bytes:
             raise BodyTooLarge("compressed", max_bytes)
+        out: list[bytes] = []
         decoder.feed(chunk, out)
+        for piece in out:
+            yield piece
+    out = []
     decoder.flush(out)
-    return b"".join(out)
+    for piece in out:
+        yield piece
+
+
+async def _read_bounded(response: httpx.Response, max_bytes: int) -> bytes:
+    return b"".join([piece async for piece in _iter_bounded(response, max_bytes)])

@@ -12,6 +12,7 @@ from typing import Any
 from .. import errors as E
 from ..types import Usage
 from .base import ChatRequest, HttpAdapter, HttpCall, ProviderResponse, api_key, as_int, request_header_id
+from .streaming import StreamParser
 
 
 def openai_usage(raw: dict[str, Any] | None) -> Usage | None:
@@ -39,10 +40,73 @@ def openai_usage(raw: dict[str, Any] | None) -> Usage | None:
     )
 
 
+def check_finish(adapter: Any, req: ChatRequest, text: str, finish: str | None, refusal: str | None) -> None:
+    """A refusal or a content filter that left no answer is an error, streamed or not."""
+    if refusal and not text:
+        raise adapter.err(E.ContentFilteredError, f"the model refused: {refusal[:200]}", req)
+    if finish == "content_filter" and not text:
+        raise adapter.err(
+            E.ContentFilteredError, "the answer was blocked by the provider's content filter", req
+        )
+
+
+class OpenAIStream(StreamParser):
+    """``chat.completion.chunk`` events (``CreateChatCompletionStreamResponse``): text in
+    ``choices[0].delta.content``; with ``stream_options.include_usage`` a last chunk with no choices
+    carries ``usage``; the stream ends with ``data: [DONE]``. OpenRouter's mid-stream failure is a chunk
+    with ``finish_reason: "error"`` (and an ``error`` object): the answer so far is kept by the client."""
+
+    def __init__(self, adapter: Any, req: ChatRequest) -> None:
+        super().__init__(adapter, req)
+        self.usage_raw: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.model: str | None = None
+        self.request_id: str | None = None
+        self.refusal: list[str] = []
+
+    def feed(self, data: dict[str, Any], event: str | None = None) -> str:
+        failed = data.get("error")
+        choices = data.get("choices") or []
+        choice = choices[0] if choices else {}
+        if failed or choice.get("finish_reason") == "error":
+            detail = self.adapter.error_message({"error": failed or choice.get("error") or "no detail"})
+            raise self.adapter.err(
+                E.OverloadedError,
+                f"generation failed mid-stream: {detail}",
+                self.req,
+                status=200,
+                maybe_billed=True,
+            )
+        self.model = data.get("model") or self.model
+        self.request_id = self.request_id or data.get("id")
+        if isinstance(data.get("usage"), dict):
+            self.usage_raw = data["usage"]
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+        delta = choice.get("delta") or {}
+        if delta.get("refusal"):
+            self.refusal.append(str(delta["refusal"]))
+        if self.finish_reason and self.usage_raw is not None and data.get("timings") is not None:
+            self.done = True  # llama.cpp in-process: its usage chunk is the last one, no [DONE] follows
+        return self.add(delta.get("content"))
+
+    def finish(self) -> ProviderResponse:
+        check_finish(self.adapter, self.req, self.text, self.finish_reason, "".join(self.refusal))
+        return ProviderResponse(
+            text=self.text,
+            usage=openai_usage(self.usage_raw),
+            served_model=self.model,
+            finish_reason=self.finish_reason,
+            request_id=self.request_id,
+            raw={"usage": self.usage_raw} if self.usage_raw is not None else None,
+        )
+
+
 class OpenAIAdapter(HttpAdapter):
     name = "openai"
     default_base_url = "https://api.openai.com/v1"
     structured_output = True
+    streams = True
 
     def key_required(self, spec: Any) -> bool:
         # A local OpenAI-compatible server usually takes no key; api.openai.com always does.
@@ -90,6 +154,16 @@ class OpenAIAdapter(HttpAdapter):
             url=f"{self.base_url(req.spec)}/chat/completions", headers=self.headers(req), json=self.body(req)
         )
 
+    def build_stream_request(self, req: ChatRequest) -> HttpCall:
+        call = self.build_request(req)
+        call.json["stream"] = True
+        call.json["stream_options"] = {"include_usage": True}
+        call.headers["accept"] = "text/event-stream"
+        return call
+
+    def stream_parser(self, req: ChatRequest) -> StreamParser:
+        return OpenAIStream(self, req)
+
     def parse_response(self, req: ChatRequest, body: dict[str, Any], headers: Any) -> ProviderResponse:
         if "error" in body and not body.get("choices"):
             raise self.err(
@@ -99,12 +173,7 @@ class OpenAIAdapter(HttpAdapter):
         message = choice.get("message") or {}
         text = message.get("content") or ""
         finish = choice.get("finish_reason")
-        if message.get("refusal") and not text:
-            raise self.err(E.ContentFilteredError, f"the model refused: {message['refusal'][:200]}", req)
-        if finish == "content_filter" and not text:
-            raise self.err(
-                E.ContentFilteredError, "the answer was blocked by the provider's content filter", req
-            )
+        check_finish(self, req, text, finish, message.get("refusal"))
         return ProviderResponse(
             text=text,
             usage=openai_usage(body.get("usage")),

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import errors as E
 from .base import ChatRequest, ProviderResponse, error_for_status, retry_after_seconds
-from .openai import OpenAIAdapter
+from .openai import OpenAIAdapter, OpenAIStream
 
 DAILY_HINTS = ("per-day", "per day", "perday")
 
@@ -28,6 +28,16 @@ def provider_cost(usage: dict[str, Any] | None) -> float | None:
     if usage.get("is_byok") and isinstance(upstream, (int, float)):
         cost += float(upstream)
     return cost
+
+
+class OpenRouterStream(OpenAIStream):
+    """OpenAI's chunks, with the cost OpenRouter reports in the usage chunk; its keep-alive comments
+    (``: OPENROUTER PROCESSING``) are skipped by the SSE decoder."""
+
+    def finish(self) -> ProviderResponse:
+        response = super().finish()
+        response.provider_cost_usd = provider_cost(self.usage_raw)
+        return response
 
 
 class OpenRouterAdapter(OpenAIAdapter):
@@ -55,6 +65,9 @@ class OpenRouterAdapter(OpenAIAdapter):
             body.setdefault("provider", dict(opts["provider"]))
         body.setdefault("usage", {"include": True})
         return body
+
+    def stream_parser(self, req: ChatRequest) -> OpenRouterStream:
+        return OpenRouterStream(self, req)
 
     def parse_response(self, req: ChatRequest, body: dict[str, Any], headers: Any) -> ProviderResponse:
         choice = (body.get("choices") or [{}])[0]

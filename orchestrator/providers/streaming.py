@@ -1,0 +1,220 @@
+"""Streamed answers over HTTP: event decoding, one parser per provider, and the one streaming send.
+
+A provider that streams over HTTP declares ``stream_format`` ("sse" or "ndjson"), builds its streamed request
+with ``build_stream_request`` and reads its events with a :class:`StreamParser`: ``feed`` takes one event's
+JSON and returns the text it adds, ``finish`` returns the whole answer as a
+:class:`~orchestrator.providers.base.ProviderResponse` (usage, finish reason, served model). The same bounds
+hold as for a whole body: ``max_response_bytes`` over the stream, compressed and decoded, and the attempt's
+deadline over the whole exchange. Own SSE decoder rather than httpx-sse: it is 40 lines, and ours is fed
+the bounded, decoded chunks the pool already produces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .. import errors as E
+from ..safe_text import repair_value
+
+if TYPE_CHECKING:
+    from .base import ChatRequest, HttpAdapter, ProviderResponse
+    from .http import HttpPool
+
+
+class SseDecoder:
+    """Server-sent events from byte chunks: ``(event, data)`` per event; comments (``: keep-alive``) and
+    ``id``/``retry`` fields are skipped; CRLF, CR and LF all end a line (the SSE spec)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event: str | None = None
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[str | None, str]]:
+        self._buffer += chunk
+        while True:
+            cut = _line_end(self._buffer)
+            if cut is None:
+                return
+            end, after = cut
+            line = self._buffer[:end].decode("utf-8", errors="replace")
+            self._buffer = self._buffer[after:]
+            if not line:
+                if self._data:
+                    yield self._event, "\n".join(self._data)
+                self._event, self._data = None, []
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                self._data.append(value)
+            elif name == "event":
+                self._event = value
+
+    def close(self) -> Iterator[tuple[str | None, str]]:
+        """What a stream that ended without a blank line still held."""
+        if self._buffer:
+            yield from self.feed(b"\n\n")
+        elif self._data:
+            yield from self.feed(b"\n")
+
+
+def _line_end(buffer: bytes) -> tuple[int, int] | None:
+    """Where the first line ends (its end, where the next begins), or None when no line is complete."""
+    lf, cr = buffer.find(b"\n"), buffer.find(b"\r")
+    if cr == -1 or (lf != -1 and lf < cr):
+        return None if lf == -1 else (lf, lf + 1)
+    if cr == len(buffer) - 1:
+        return None  # a CR at the end may be the first half of CRLF: wait for the next chunk
+    return (cr, cr + 2) if buffer[cr + 1 : cr + 2] == b"\n" else (cr, cr + 1)
+
+
+class NdjsonDecoder:
+    """Newline-delimited JSON (Ollama): one ``(None, line)`` per non-empty line."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[str | None, str]]:
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield None, line.decode("utf-8", errors="replace")
+
+    def close(self) -> Iterator[tuple[str | None, str]]:
+        if self._buffer.strip():
+            yield None, self._buffer.decode("utf-8", errors="replace")
+        self._buffer = b""
+
+
+class StreamParser:
+    """One streamed answer as it arrives; a subclass per wire format."""
+
+    def __init__(self, adapter: HttpAdapter | Any, req: ChatRequest) -> None:
+        self.adapter = adapter
+        self.req = req
+        self.parts: list[str] = []
+        self.done = False  # the stream's own end marker arrived ([DONE], message_stop, done: true)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def feed(self, data: dict[str, Any], event: str | None = None) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def finish(self) -> ProviderResponse:  # pragma: no cover
+        raise NotImplementedError
+
+    def add(self, piece: Any) -> str:
+        if isinstance(piece, str) and piece:
+            self.parts.append(piece)
+            return piece
+        return ""
+
+    def malformed(self, message: str) -> E.ProviderError:
+        return self.adapter.err(E.MalformedResponseError, message, self.req, status=200, maybe_billed=True)
+
+
+async def send_stream(
+    adapter: HttpAdapter, req: ChatRequest, pool: HttpPool, on_delta: Callable[[str], None]
+) -> ProviderResponse:
+    """Send ``req`` as a streamed request and hand each piece of text to ``on_delta`` as it arrives.
+
+    A non-2xx status is read whole and mapped as for :meth:`HttpAdapter.send`; a server that answers a stream
+    request with one JSON body (some OpenAI-compatible servers) is parsed as one and its text given at once.
+    A stream that ends before its end marker is a :class:`~orchestrator.errors.MalformedResponseError`.
+    """
+    import httpx
+
+    from .http import BadEncoding, BodyTooLarge
+
+    spec = req.spec
+    call = adapter.build_stream_request(req)
+    timeout = httpx.Timeout(spec.timeout, connect=spec.connect_timeout, pool=spec.connect_timeout)
+    deadline = asyncio.timeout(spec.attempt_deadline)
+    try:
+        async with (
+            deadline,
+            pool.stream(
+                call.url,
+                base_url=adapter.base_url(spec),
+                headers=call.headers,
+                json_body=call.json,
+                timeout=timeout,
+                max_bytes=spec.max_response_bytes,
+            ) as response,
+        ):
+            kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if response.status_code >= 300 or kind == "application/json":
+                parsed = adapter.read_response(
+                    req, response.status_code, response.headers, await response.read()
+                )
+                if parsed.text:
+                    on_delta(parsed.text)
+                return parsed
+            parser = adapter.stream_parser(req)
+            decoder = SseDecoder() if adapter.stream_format == "sse" else NdjsonDecoder()
+            async for chunk in response.chunks():
+                for event, data in decoder.feed(chunk):
+                    _feed(parser, event, data, on_delta)
+            for event, data in decoder.close():
+                _feed(parser, event, data, on_delta)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise adapter.err(
+            E.ProviderTimeoutError,
+            f"the stream did not finish within the {spec.attempt_deadline:g} s deadline for one attempt "
+            "(the model's `deadline`, by default connect_timeout + timeout)",
+            req,
+            maybe_billed=True,
+        ) from None
+    except BodyTooLarge as exc:
+        raise adapter.err(
+            E.ResponseTooLargeError,
+            f"{exc}: stopped reading the stream (the model's max_response_bytes is {spec.max_response_bytes:,})",
+            req,
+            maybe_billed=True,
+        ) from None
+    except BadEncoding as exc:
+        raise adapter.err(E.MalformedResponseError, str(exc), req, maybe_billed=True) from None
+    except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        raise adapter.transport_error(exc, req) from None
+    if not parser.done:
+        raise parser.malformed(
+            f"the stream ended before its end marker, after {len(parser.text):,} characters (cut short)"
+        )
+    return parser.finish()
+
+
+def _feed(parser: StreamParser, event: str | None, data: str, on_delta: Callable[[str], None]) -> None:
+    if data.strip() == "[DONE]":  # OpenAI's end marker
+        parser.done = True
+        return
+    if parser.done and not data.strip():
+        return
+    if E.contains_secret(data):
+        data = E.redact(data)
+    try:
+        value: Any = json.loads(data)
+    except (ValueError, RecursionError):
+        raise parser.malformed(f"a stream event is not valid JSON: {data[:200]!r}") from None
+    if "\\ud" in data or "\\uD" in data:
+        value, _ = repair_value(value)
+    if not isinstance(value, dict):
+        raise parser.malformed(f"a stream event is a {type(value).__name__}, not a JSON object")
+    try:
+        piece = parser.feed(value, event)
+    except E.ProviderError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise parser.malformed(f"unexpected stream event shape: {type(exc).__name__}: {exc}") from None
+    if piece:
+        on_delta(piece)
