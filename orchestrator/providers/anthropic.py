@@ -28,6 +28,7 @@ from .base import (
     retry_after_seconds,
     should_retry_header,
 )
+from .streaming import StreamParser
 
 DEFAULT_VERSION = "2023-06-01"
 
@@ -89,10 +90,62 @@ def error_class(status: int, etype: str | None, message: str) -> type[E.Provider
     return ERROR_TYPES.get(etype or "")
 
 
+class AnthropicStream(StreamParser):
+    """``MessageStreamEvent``s: ``message_start`` (the message, with input usage), ``content_block_delta``
+    (``text_delta`` pieces), ``message_delta`` (``stop_reason`` and the cumulative ``usage``),
+    ``message_stop`` (the end); ``ping`` is ignored; an ``error`` event is typed like an error body."""
+
+    def __init__(self, adapter: Any, req: ChatRequest) -> None:
+        super().__init__(adapter, req)
+        self.usage: dict[str, Any] = {}
+        self.model: str | None = None
+        self.request_id: str | None = None
+        self.stop: str | None = None
+
+    def feed(self, data: dict[str, Any], event: str | None = None) -> str:
+        kind = data.get("type") or event
+        if kind == "message_start":
+            message = data.get("message") or {}
+            self.model, self.request_id = message.get("model"), message.get("id")
+            self.usage.update(message.get("usage") or {})
+        elif kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return self.add(delta.get("text"))
+        elif kind == "message_delta":
+            self.stop = (data.get("delta") or {}).get("stop_reason") or self.stop
+            self.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+        elif kind == "message_stop":
+            self.done = True
+        elif kind == "error":
+            err = data.get("error") or {}
+            etype, message = err.get("type"), str(err.get("message") or "")
+            cls = error_class(200, etype, message) or E.OverloadedError
+            raise self.adapter.err(
+                cls, f"{etype}: {message} (mid-stream)", self.req, status=200, maybe_billed=True
+            )
+        return ""
+
+    def finish(self) -> ProviderResponse:
+        if self.stop == "refusal" and not self.text:
+            raise self.adapter.err(
+                E.ContentFilteredError, "the model refused to answer (stop_reason: refusal)", self.req
+            )
+        return ProviderResponse(
+            text=self.text,
+            usage=anthropic_usage(self.usage),
+            served_model=self.model,
+            finish_reason=STOP_REASONS.get(self.stop, self.stop) if self.stop else None,
+            request_id=self.request_id,
+            raw={"usage": self.usage},
+        )
+
+
 class AnthropicAdapter(HttpAdapter):
     name = "anthropic"
     default_base_url = "https://api.anthropic.com"
     structured_output = False  # no output-schema field on the GA endpoint (output_format is beta-only)
+    streams = True
 
     def body(self, req: ChatRequest) -> dict[str, Any]:
         p = req.params
@@ -116,6 +169,15 @@ class AnthropicAdapter(HttpAdapter):
         headers = {"anthropic-version": version, **req.spec.headers}
         headers["x-api-key"] = api_key(req.spec, self.name) or ""
         return HttpCall(url=f"{self.base_url(req.spec)}/v1/messages", headers=headers, json=self.body(req))
+
+    def build_stream_request(self, req: ChatRequest) -> HttpCall:
+        call = self.build_request(req)
+        call.json["stream"] = True
+        call.headers["accept"] = "text/event-stream"
+        return call
+
+    def stream_parser(self, req: ChatRequest) -> AnthropicStream:
+        return AnthropicStream(self, req)
 
     def parse_response(self, req: ChatRequest, body: dict[str, Any], headers: Any) -> ProviderResponse:
         blocks = body["content"]

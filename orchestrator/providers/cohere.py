@@ -14,6 +14,7 @@ from typing import Any
 from .. import errors as E
 from ..types import Usage
 from .base import ChatRequest, HttpAdapter, HttpCall, ProviderResponse, api_key, as_int, request_header_id
+from .streaming import StreamParser
 
 FINISH_REASONS = {
     "COMPLETE": "stop",
@@ -38,10 +39,64 @@ def cohere_usage(raw: dict[str, Any] | None) -> Usage | None:
     return Usage(input_uncached=prompt, output=answer, raw=raw)
 
 
+def finished(adapter: Any, req: ChatRequest, text: str, finish: str | None, detail: str = "") -> None:
+    """An answer that ended toxic or in error with no text is an error, streamed or not."""
+    if not text and finish == "content_filter":
+        raise adapter.err(E.ContentFilteredError, "the answer was blocked as toxic (ERROR_TOXIC)", req)
+    if finish == "error" and (not text or detail):
+        raise adapter.err(
+            E.OverloadedError,
+            f"generation failed on the provider (finish_reason ERROR){': ' + detail if detail else ''}",
+            req,
+            status=200,
+            maybe_billed=True,
+        )
+
+
+class CohereStream(StreamParser):
+    """``StreamedChatResponseV2`` events, told apart by ``type``: ``content-delta`` carries
+    ``delta.message.content.text``; ``message-end`` carries ``delta.finish_reason``, ``delta.usage`` and,
+    when generation failed, ``delta.error``."""
+
+    def __init__(self, adapter: Any, req: ChatRequest) -> None:
+        super().__init__(adapter, req)
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.request_id: str | None = None
+
+    def feed(self, data: dict[str, Any], event: str | None = None) -> str:
+        kind = data.get("type") or event
+        if kind == "message-start":
+            self.request_id = data.get("id")
+        elif kind == "content-delta":
+            content = ((data.get("delta") or {}).get("message") or {}).get("content") or {}
+            return self.add(content.get("text"))
+        elif kind == "message-end":
+            delta = data.get("delta") or {}
+            raw = delta.get("finish_reason")
+            self.finish_reason = FINISH_REASONS.get(raw, raw)
+            self.usage = delta.get("usage")
+            self.done = True
+            finished(self.adapter, self.req, self.text, self.finish_reason, str(delta.get("error") or ""))
+        return ""
+
+    def finish(self) -> ProviderResponse:
+        finished(self.adapter, self.req, self.text, self.finish_reason)
+        return ProviderResponse(
+            text=self.text,
+            usage=cohere_usage(self.usage),
+            served_model=self.req.spec.model or None,
+            finish_reason=self.finish_reason,
+            request_id=self.request_id,
+            raw={"usage": self.usage} if self.usage is not None else None,
+        )
+
+
 class CohereAdapter(HttpAdapter):
     name = "cohere"
     default_base_url = "https://api.cohere.com"
     structured_output = True
+    streams = True
 
     def body(self, req: ChatRequest) -> dict[str, Any]:
         p = req.params
@@ -69,6 +124,15 @@ class CohereAdapter(HttpAdapter):
         headers["authorization"] = f"Bearer {api_key(req.spec, self.name)}"
         return HttpCall(url=f"{self.base_url(req.spec)}/v2/chat", headers=headers, json=self.body(req))
 
+    def build_stream_request(self, req: ChatRequest) -> HttpCall:
+        call = self.build_request(req)
+        call.json["stream"] = True
+        call.headers["accept"] = "text/event-stream"
+        return call
+
+    def stream_parser(self, req: ChatRequest) -> CohereStream:
+        return CohereStream(self, req)
+
     def parse_response(self, req: ChatRequest, body: dict[str, Any], headers: Any) -> ProviderResponse:
         content = (body.get("message") or {}).get("content") or []
         if isinstance(content, str):
@@ -79,12 +143,7 @@ class CohereAdapter(HttpAdapter):
             )
         raw_finish = body.get("finish_reason")
         finish = FINISH_REASONS.get(raw_finish, raw_finish)
-        if not text and finish == "content_filter":
-            raise self.err(E.ContentFilteredError, "the answer was blocked as toxic (ERROR_TOXIC)", req)
-        if not text and finish == "error":
-            raise self.err(
-                E.OverloadedError, "generation failed on the provider (finish_reason ERROR)", req, status=200
-            )
+        finished(self, req, text, finish)
         return ProviderResponse(
             text=text,
             usage=cohere_usage(body.get("usage")),

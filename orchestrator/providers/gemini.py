@@ -27,6 +27,7 @@ from .base import (
     renamed_params,
     request_header_id,
 )
+from .streaming import StreamParser
 
 BLOCKED = {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY"}
 FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length", **{r: "content_filter" for r in BLOCKED}}
@@ -73,10 +74,66 @@ def error_reasons(details: list[Any]) -> list[str]:
     return [str(d.get("reason")) for d in details if isinstance(d, dict) and d.get("reason")]
 
 
+class GeminiStream(StreamParser):
+    """``streamGenerateContent?alt=sse``: each event is a whole ``GenerateContentResponse`` holding the next
+    piece of text; ``usageMetadata`` counts so far (the last event's are final); the event with a
+    ``finishReason`` is the last (no end marker follows)."""
+
+    def __init__(self, adapter: Any, req: ChatRequest) -> None:
+        super().__init__(adapter, req)
+        self.usage: dict[str, Any] | None = None
+        self.finish_raw: str | None = None
+        self.model: str | None = None
+        self.request_id: str | None = None
+
+    def feed(self, data: dict[str, Any], event: str | None = None) -> str:
+        if "error" in data:
+            err = data["error"] if isinstance(data["error"], dict) else {"message": data["error"]}
+            raise self.adapter.err(
+                E.OverloadedError,
+                f"generation failed mid-stream: {err.get('message')}",
+                self.req,
+                status=200,
+                maybe_billed=True,
+            )
+        blocked = (data.get("promptFeedback") or {}).get("blockReason")
+        if blocked and blocked != "BLOCK_REASON_UNSPECIFIED":
+            raise self.adapter.err(
+                E.ContentFilteredError, f"the prompt was blocked (blockReason: {blocked})", self.req
+            )
+        self.usage = data.get("usageMetadata") or self.usage
+        self.model = data.get("modelVersion") or self.model
+        self.request_id = data.get("responseId") or self.request_id
+        piece = ""
+        for cand in (data.get("candidates") or [])[:1]:
+            parts = (cand.get("content") or {}).get("parts") or []
+            piece = "".join(part.get("text") or "" for part in parts if not part.get("thought"))
+            if cand.get("finishReason"):
+                self.finish_raw = cand["finishReason"]
+                self.done = True
+        return self.add(piece)
+
+    def finish(self) -> ProviderResponse:
+        finish = self.finish_raw
+        if finish in BLOCKED and not self.text:
+            raise self.adapter.err(
+                E.ContentFilteredError, f"the answer was blocked (finishReason: {finish})", self.req
+            )
+        return ProviderResponse(
+            text=self.text,
+            usage=gemini_usage(self.usage),
+            served_model=self.model,
+            finish_reason=FINISH_REASONS.get(finish, finish) if finish else None,
+            request_id=self.request_id,
+            raw={"usageMetadata": self.usage} if self.usage is not None else None,
+        )
+
+
 class GeminiAdapter(HttpAdapter):
     name = "gemini"
     default_base_url = "https://generativelanguage.googleapis.com/v1beta"
     structured_output = True
+    streams = True
 
     def model_name(self, req: ChatRequest) -> str:
         model = req.spec.model or req.spec.id.split("/", 1)[-1]
@@ -114,6 +171,15 @@ class GeminiAdapter(HttpAdapter):
         headers["x-goog-api-key"] = api_key(req.spec, self.name) or ""
         url = f"{self.base_url(req.spec)}/models/{self.model_name(req)}:generateContent"
         return HttpCall(url=url, headers=headers, json=self.body(req))
+
+    def build_stream_request(self, req: ChatRequest) -> HttpCall:
+        call = self.build_request(req)
+        call.url = call.url.replace(":generateContent", ":streamGenerateContent?alt=sse")
+        call.headers["accept"] = "text/event-stream"
+        return call
+
+    def stream_parser(self, req: ChatRequest) -> GeminiStream:
+        return GeminiStream(self, req)
 
     def parse_response(self, req: ChatRequest, body: dict[str, Any], headers: Any) -> ProviderResponse:
         blocked = (body.get("promptFeedback") or {}).get("blockReason")

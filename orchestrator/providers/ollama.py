@@ -1,4 +1,4 @@
-"""Ollama native chat: ``POST {base}/api/chat`` with ``stream: false``.
+"""Ollama native chat: ``POST {base}/api/chat`` (``stream: false``, or ``true`` for NDJSON lines).
 
 Wire facts: sampling goes in ``options`` (``temperature``, ``top_p``, ``seed``, ``num_predict``,
 ``num_ctx``: Ollama silently truncates a prompt longer than ``num_ctx``); a JSON schema is sent as
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import errors as E
 from ..types import Usage
 from .base import ChatRequest, HttpAdapter, HttpCall, ProviderResponse, api_key, as_int, renamed_params
+from .streaming import StreamParser
 
 DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
 
@@ -30,10 +32,45 @@ def ollama_usage(body: dict[str, Any]) -> Usage | None:
     )
 
 
+class OllamaStream(StreamParser):
+    """``ChatStreamEvent`` lines: ``message.content`` pieces, then a line with ``done: true`` that carries
+    ``done_reason``, the counts and the durations; an ``{"error"}`` line is a failure mid-stream."""
+
+    def __init__(self, adapter: Any, req: ChatRequest) -> None:
+        super().__init__(adapter, req)
+        self.last: dict[str, Any] = {}
+
+    def feed(self, data: dict[str, Any], event: str | None = None) -> str:
+        if data.get("error"):
+            raise self.adapter.err(
+                E.OverloadedError,
+                f"generation failed mid-stream: {data['error']}",
+                self.req,
+                status=200,
+                maybe_billed=True,
+            )
+        if data.get("done"):
+            self.done = True
+            self.last = data
+        return self.add((data.get("message") or {}).get("content"))
+
+    def finish(self) -> ProviderResponse:
+        body = self.last
+        return ProviderResponse(
+            text=self.text,
+            usage=ollama_usage(body),
+            served_model=body.get("model"),
+            finish_reason=body.get("done_reason"),
+            extra={k: body[k] for k in DURATIONS if k in body},
+        )
+
+
 class OllamaAdapter(HttpAdapter):
     name = "ollama"
     default_base_url = "http://localhost:11434"
     structured_output = True
+    streams = True
+    stream_format = "ndjson"
 
     def body(self, req: ChatRequest) -> dict[str, Any]:
         p = req.params
@@ -62,6 +99,14 @@ class OllamaAdapter(HttpAdapter):
         if key:
             headers["authorization"] = f"Bearer {key}"
         return HttpCall(url=f"{self.base_url(req.spec)}/api/chat", headers=headers, json=self.body(req))
+
+    def build_stream_request(self, req: ChatRequest) -> HttpCall:
+        call = self.build_request(req)
+        call.json["stream"] = True
+        return call
+
+    def stream_parser(self, req: ChatRequest) -> OllamaStream:
+        return OllamaStream(self, req)
 
     def parse_response(self, req: ChatRequest, body: dict[str, Any], headers: Any) -> ProviderResponse:
         text = body["message"].get("content") or ""
