@@ -12,6 +12,8 @@
         ├── ContextTooLongError · ContentFilteredError · QuotaExhaustedError · BudgetExceededError
         ├── RateLimitedError · OverloadedError · ProviderTimeoutError · ConnectionFailedError   (retryable)
         ├── MalformedResponseError (retryable) └── ResponseTooLargeError (terminal)
+        ├── StreamInterruptedError a streamed answer failed after its first token: never retried,
+        │                          never falls back; ``partial_text`` keeps what arrived
         └── AllModelsFailedError   every model of a fallback chain failed
 
 Each provider error knows whether it is worth retrying, which provider and model id raised it, the HTTP
@@ -275,6 +277,25 @@ class BudgetExceededError(ProviderError):
     kind = "budget_exceeded"
 
 
+class StreamInterruptedError(ProviderError):
+    """A streamed answer failed after its first token arrived: ``partial_text`` is what arrived (made safe),
+    ``cause`` the typed error that cut it (a dropped connection, a deadline, a mid-stream error event).
+
+    Not retried and not passed to a fallback: the user has already seen part of this answer, and a second
+    model's answer would not continue it. The attempt may be billed, so the budget keeps its worst case.
+    """
+
+    kind = "stream_interrupted"
+    maybe_billed = True
+
+    def __init__(
+        self, message: str, *, partial_text: str = "", cause: ProviderError | None = None, **kw
+    ) -> None:
+        self.partial_text = partial_text
+        self.cause = cause
+        super().__init__(message, **kw)
+
+
 class AllModelsFailedError(ProviderError):
     """Every model in a fallback chain failed; ``errors`` holds each one."""
 
@@ -298,6 +319,7 @@ ERROR_KINDS: dict[str, type[ProviderError]] = {
         ContextTooLongError,
         ContentFilteredError,
         RateLimitedError,
+        StreamInterruptedError,
         QuotaExhaustedError,
         OverloadedError,
         ProviderTimeoutError,

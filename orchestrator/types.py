@@ -71,6 +71,13 @@ class Completion(BaseModel):
     cost_usd: float | None = Field(default=None, description="spent; None when the price is unknown")
     cost_saved_usd: float | None = Field(default=None, description="list cost a cache hit saved")
     latency_s: float = 0.0
+    ttft_s: float | None = Field(
+        default=None, description="seconds from sending the answering request to its first token (streamed)"
+    )
+    output_tps: float | None = Field(
+        default=None,
+        description="output tokens per second from the first token to the last (streamed; None otherwise)",
+    )
     finish_reason: str | None = None
     attempts: int = 1
     from_cache: bool = False

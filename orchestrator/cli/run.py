@@ -100,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 split=args.split,
                 judge_model=args.judge,
                 training=training,
+                stream=args.stream,
             )
         )
     finally:
@@ -235,6 +236,13 @@ def register(sub) -> None:
     )
     p.add_argument("--retry-errors", action="store_true", help="when resuming, retry cells that failed")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    p.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stream answers where the provider can, recording time to first token and tokens/s "
+        "(default; --no-stream sends whole requests)",
+    )
     p.add_argument("--judge", help="model id of an LLM judge for explain answers")
     p.add_argument(
         "--limit", type=positive_int, help="only the first N issues, 1 or more (omit it for all issues)"

@@ -135,6 +135,10 @@ async def complete_cascade(
         raise TypeError("complete_cascade() takes its models from cascade['models'], not model=")
     _, threshold = cascade_models(cascade)
     steps = cascade_steps(cascade, mode)
+    # a streamed cascade hands on the chosen answer only: a cheap answer that fails its check is not shown
+    on_delta = kw.pop("on_delta", None)
+    if on_delta is not None:
+        kw["stream"] = True
     path: list[str] = []
     costs: list[float | None] = []
     charged = 0.0
@@ -163,6 +167,8 @@ async def complete_cascade(
         ):
             break
     assert chosen is not None  # the loop either breaks with an answer or raises on the last model
+    if on_delta is not None and chosen.text:
+        on_delta(chosen.text)
     total = None if any(c is None for c in costs) else float(sum(c for c in costs if c is not None))
     return chosen.model_copy(
         update={"fallback_path": path, "cost_usd": total, "charged_usd": charged, "latency_s": latency}

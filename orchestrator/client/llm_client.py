@@ -30,7 +30,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -57,6 +57,7 @@ from .retry import (
 )
 from .route import model_chain, route_issue, routed_mode
 from .safety import make_safe, register_config_secrets, safe_messages
+from .streaming import DeltaCallback, StreamProbe, stream_answer, stream_answer_sync
 from .sync import BackgroundLoop
 
 log = logging.getLogger("orchestrator")
@@ -76,6 +77,8 @@ class _Call:
     prompt_chars: int
     max_tokens: int
     cacheable: bool = True  # the provider's answers go through the response cache
+    streaming: bool = False  # attempts stream (the provider can, and the caller asked)
+    forward: DeltaCallback | None = None  # where the safe pieces of a streamed answer go
 
     # Computed on first use: a cache hit never needs them.
     @functools.cached_property
@@ -158,6 +161,8 @@ class LLMClient:
         ttl_s: float | None = None,
         repeat: int = 0,
         ledger: Ledger | None = None,
+        stream: bool = False,
+        on_delta: DeltaCallback | None = None,
         **params: Any,
     ) -> Completion:
         """Answer one prompt or issue.
@@ -168,6 +173,11 @@ class LLMClient:
         "refresh" (call and overwrite), "off" (neither read nor write). ``ttl_s``: how long a stored
         answer stays valid (None: forever). ``ledger``: a second ledger (e.g. per run) that records
         this call and whose budget is checked too.
+
+        ``stream``: send streamed requests where the provider streams (``Completion.ttft_s`` and
+        ``output_tps`` are then measured); ``on_delta`` (implies ``stream``) gets each safe piece of text
+        as it arrives. An attempt is retried, and the next model tried, only before its first piece; a
+        failure after it raises :class:`~orchestrator.errors.StreamInterruptedError` with the partial text.
 
         ``Completion.attempts`` counts the requests sent for this call over the whole chain (0 for a
         cache hit); ``Completion.fallback_path`` lists the models tried, the answering one last.
@@ -198,6 +208,8 @@ class LLMClient:
                 ttl_s=ttl_s,
                 repeat=repeat,
                 ledger=ledger,
+                stream=stream,
+                on_delta=on_delta,
                 **params,
             )
         msgs = build_messages(prompt_or_issue, mode_obj, messages)
@@ -216,10 +228,16 @@ class LLMClient:
                 repeat,
                 issue=prompt_or_issue if isinstance(prompt_or_issue, Issue) else None,
             )
+            call.streaming = (stream or on_delta is not None) and call.adapter.can_stream(call.spec)
+            call.forward = on_delta
             last = i == len(chain) - 1
             if cache == "use" and self.cache is not None and call.cacheable:
                 hit = self._cached(call, ledgers)
                 if hit is not None:
+                    if on_delta is not None and hit.text:
+                        on_delta(hit.text)  # a stored answer arrives whole
+                    if stream or on_delta is not None:
+                        hit.ttft_s = hit.latency_s
                     hit.attempts = sent
                     hit.fallback_path = [*tried, model_id]
                     hit.fallback_reasons = _reasons(failures)
@@ -248,9 +266,15 @@ class LLMClient:
             tried.append(model_id)
             try:
                 completion = await self._call_model(call, ledgers, spend, cache=cache, ttl_s=ttl_s)
+                if not call.streaming and on_delta is not None and completion.text:
+                    on_delta(completion.text)  # a provider that does not stream: the answer in one piece
             except E.ProviderError as exc:
                 sent += exc.attempts or 0
                 failures.append(exc)
+                if isinstance(exc, E.StreamInterruptedError):  # part of it was handed on: no fallback
+                    exc.fallback_reasons = _reasons(failures[:-1])  # type: ignore[attr-defined]
+                    self._annotate(exc, tried, sent, spend)
+                    raise
                 if isinstance(exc, FALLBACK_ON) and not last:
                     log.info("model %s failed (%s); falling back", model_id, exc.kind)
                     continue
@@ -267,6 +291,34 @@ class LLMClient:
     def complete_sync(self, prompt_or_issue: Issue | str | None = None, **kwargs: Any) -> Completion:
         """``complete`` for plain scripts and notebook cells; safe inside a running event loop."""
         return self.run_sync(self.complete(prompt_or_issue, **kwargs))
+
+    def stream(
+        self,
+        prompt_or_issue: Issue | str | None = None,
+        *,
+        task: str | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[str | Completion]:
+        """The answer's text as it arrives, piece by piece (``str``), then its :class:`Completion`.
+
+        Takes what :meth:`complete` takes (``task`` is ``mode`` under the name tasks go by)::
+
+            async for item in client.stream(issue, task="summarize"):
+                if isinstance(item, str):
+                    print(item, end="", flush=True)
+                else:
+                    print(f"\n{item.ttft_s:.2f} s to first token")
+
+        A provider that cannot stream (a baseline) gives its whole answer as one piece; so does a cached
+        answer. Breaking out of the loop cancels the call.
+        """
+        return stream_answer(self, prompt_or_issue, **_task_as_mode(task, kwargs))
+
+    def stream_sync(
+        self, prompt_or_issue: Issue | str | None = None, *, task: str | None = None, **kwargs: Any
+    ) -> Iterator[str | Completion]:
+        """:meth:`stream` as a plain iterator, for scripts and notebook cells (Jupyter's loop included)."""
+        return stream_answer_sync(self, prompt_or_issue, **_task_as_mode(task, kwargs))
 
     def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the client's own loop (a background thread) and wait for its result."""
@@ -391,6 +443,7 @@ class LLMClient:
         hit.from_cache = True
         hit.attempts = 0
         hit.latency_s = time.perf_counter() - started
+        hit.ttft_s = hit.output_tps = None  # the stored answer's own timings are not this call's
         hit.request_hash = call.key
         hit.model = call.spec.id
         hit.mode = call.req.mode
@@ -414,7 +467,7 @@ class LLMClient:
         if call.worst_cost is None:
             self.ledger.warn_unpriced(spec.id)
         try:
-            response, latency, attempts, reserved = await self._send_with_retries(call, ledgers, spend)
+            response, latency, ttft, attempts, reserved = await self._send_with_retries(call, ledgers, spend)
         except E.ProviderError as exc:
             if not isinstance(exc, E.BudgetExceededError):
                 for lg in ledgers:
@@ -423,7 +476,7 @@ class LLMClient:
                     self.breaker.failure(spec.id)
             raise
         self.breaker.success(spec.id)
-        completion = self._to_completion(call, response, latency, attempts, spend)
+        completion = self._to_completion(call, response, latency, attempts, spend, ttft)
         for lg, amount in reserved:
             lg.record(completion, reserved=amount)
         if cache != "off" and self.cache is not None and call.cacheable:
@@ -435,9 +488,10 @@ class LLMClient:
 
     async def _send_with_retries(
         self, call: _Call, ledgers: list[Ledger], spend: _Spend
-    ) -> tuple[ProviderResponse, float, int, list[tuple[Ledger, float]]]:
+    ) -> tuple[ProviderResponse, float, float | None, int, list[tuple[Ledger, float]]]:
         """Send until an answer, a terminal error, exhausted attempts, a budget stop or a wait above the
-        caps. Returns the response, its latency, the attempts sent and the answer's reservations."""
+        caps (or, streaming, a failure after the first token). Returns the response, its latency, its time
+        to first token (None unless streamed), the attempts sent and the answer's reservations."""
         spec, policy = call.spec, self.retry
         buckets = self._buckets(spec)
         prompt_tokens = call.prompt_chars // 4
@@ -454,7 +508,7 @@ class LLMClient:
         while True:
             reserved = reserve_attempt(ledgers, call.spec.id, call.worst_cost, sent)
             try:
-                response, latency = await self._send_once(call, buckets, est_tokens, honoured)
+                response, latency, ttft = await self._send_once(call, buckets, est_tokens, honoured)
             except E.ProviderError as exc:
                 error = exc
                 if not isinstance(error, BucketPaused):
@@ -470,7 +524,7 @@ class LLMClient:
                 )
                 raise
             else:
-                return response, latency, sent + 1, reserved
+                return response, latency, ttft, sent + 1, reserved
             error.attempts = sent
             error.tries = tries
             if isinstance(error, BucketPaused):
@@ -480,6 +534,8 @@ class LLMClient:
             wait = hint if hint is not None else policy.backoff(tries, self._rng)
             if isinstance(error, E.RateLimitedError):
                 until = self.limiter.pause(buckets[0], wait)  # every task of this model waits it out
+            if isinstance(error, E.StreamInterruptedError):
+                raise error
             if not error.retryable or tries >= policy.max_attempts:
                 raise error
             if wait > policy.max_wait_s or waited + wait > policy.max_total_wait_s:
@@ -498,8 +554,9 @@ class LLMClient:
 
     async def _send_once(
         self, call: _Call, buckets: list[Bucket], est_tokens: int, honoured: float
-    ) -> tuple[ProviderResponse, float]:
-        """One attempt: a concurrency permit, then a rate slot, then the adapter. Every failure is typed."""
+    ) -> tuple[ProviderResponse, float, float | None]:
+        """One attempt: a concurrency permit, then a rate slot, then the adapter. Every failure is typed.
+        Returns the response, its latency and (streamed) its time to first token."""
         spec = call.spec
         gates = [b.gate for b in buckets if b.gate is not None]
         held = []
@@ -516,24 +573,41 @@ class LLMClient:
                     exc.detail, provider=spec.provider, model=spec.id, retry_after_s=exc.retry_after_s
                 ) from None
             started = time.perf_counter()
+            probe = StreamProbe(call.forward) if call.streaming else None
             try:
-                response = await call.adapter.send(call.req, self.pool)
-            except E.ProviderError:
+                if probe is None:
+                    response = await call.adapter.send(call.req, self.pool)
+                else:
+                    response = await call.adapter.send_stream(call.req, self.pool, probe.on_delta)
+                    probe.safe.flush()
+            except E.ProviderError as exc:
+                if probe is not None and probe.started:
+                    raise probe.interrupted(exc) from None
                 raise
             except Exception as exc:  # a transport's own exception type: type it, never let it escape
                 if not isinstance(exc, transport_errors()):
                     raise
-                raise transport_error(exc, spec) from None
+                error = transport_error(exc, spec)
+                if probe is not None and probe.started:
+                    raise probe.interrupted(error) from None
+                raise error from None
             latency = time.perf_counter() - started
+            ttft = probe.first_at - started if probe is not None and probe.first_at is not None else None
             usage = response.usage or Usage()
             self.limiter.reconcile(buckets, est_tokens, usage.input_total + usage.output_total)
-            return response, latency
+            return response, latency, ttft
         finally:
             for gate in reversed(held):  # the permit is given back before any wait
                 gate.release()
 
     def _to_completion(
-        self, call: _Call, response: ProviderResponse, latency: float, attempts: int, spend: _Spend
+        self,
+        call: _Call,
+        response: ProviderResponse,
+        latency: float,
+        attempts: int,
+        spend: _Spend,
+        ttft: float | None = None,
     ) -> Completion:
         spec, req = call.spec, call.req
         notes = [note for note in ("text_repaired", "secret_redacted") if response.extra.get(note)]
@@ -558,6 +632,8 @@ class LLMClient:
             usage=usage,
             cost_usd=cost,
             latency_s=latency,
+            ttft_s=ttft,
+            output_tps=output_rate(usage, latency, ttft),
             finish_reason=response.finish_reason,
             attempts=attempts,
             request_id=response.request_id,
@@ -589,6 +665,24 @@ class LLMClient:
             f"every model in the chain failed ({summary})", errors=failures, model=model
         )
         return cls._annotate(err, tried, sent, spend)
+
+
+def output_rate(usage: Usage, latency: float, ttft: float | None) -> float | None:
+    """Output tokens per second while the answer streamed: the tokens after the first over the time from
+    the first token to the last (the decode speed a reader sees). None unless streamed with at least two
+    output tokens over a measurable time."""
+    tokens = usage.output_total
+    if ttft is None or tokens < 2 or latency - ttft <= 1e-6:
+        return None
+    return (tokens - 1) / (latency - ttft)
+
+
+def _task_as_mode(task: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if task is not None:
+        if kwargs.get("mode") not in (None, task):
+            raise TypeError("stream() takes task= or mode=, not both")
+        kwargs["mode"] = task
+    return kwargs
 
 
 def _reasons(failures: list[E.ProviderError]) -> list[str]:

@@ -38,6 +38,7 @@ class GridPlan:
     split: str | None
     judge_model: str | None
     skip: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (model, mode) cells left out
+    stream: bool = True  # streamed requests where the provider streams (ttft_s, output_tps)
 
 
 def grid_cells(

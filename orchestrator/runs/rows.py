@@ -65,6 +65,8 @@ class ResultRow:
     prompt: str | None = _col("TEXT", "string")  # the prompt variant ("default" for a built-in mode)
     prompt_version: str | None = _col("TEXT")  # the hash of everything that shaped the prompt
     fallback_reasons: list[str] | None = _col("TEXT")  # JSON: why each model before the answering one did not
+    ttft_s: float | None = _col("REAL", "float64")  # seconds to the first token; None when not streamed
+    output_tps: float | None = _col("REAL", "float64")  # output tokens/s after the first token (streamed)
 
     def update(self, values: Mapping[str, Any]) -> ResultRow:
         """Set several columns at once (a scorer's output, say); unknown names raise AttributeError."""

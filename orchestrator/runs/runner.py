@@ -110,8 +110,13 @@ async def run_grid(
     progress: bool = True,
     store: ResultStore | None = None,
     training: Training = None,
+    stream: bool = True,
 ) -> RunSummary:
     """Run every (issue, model, mode, repeat) cell and store each result as it finishes.
+
+    ``stream`` (default on): cells of models whose provider streams are sent as streamed requests, so each
+    row carries its time to first token (``ttft_s``) and output tokens per second (``output_tps``); the
+    answer and its scores are the same either way.
 
     ``training``: the issues (or a function returning them, called only when a model needs them) that
     models which learn fit on, such as the trained baselines (their dev split; default: the dev issues among
@@ -157,6 +162,7 @@ async def run_grid(
         split,
         judge_model,
         skip,
+        stream,
     )
     own_store = store is None
     store = store or ResultStore(default_db_path(client.config.home))
@@ -193,7 +199,7 @@ async def _run_locked(
         plan.cache,
         plan.retry_errors,
     )
-    dataset, split, judge_model = plan.dataset, plan.split, plan.judge_model
+    dataset, split, judge_model, stream = plan.dataset, plan.split, plan.judge_model, plan.stream
 
     params = {
         "models": list(models),
@@ -203,6 +209,7 @@ async def _run_locked(
         "budget_usd": budget_usd,
         "cache": cache,
         "retry_errors": retry_errors,
+        "stream": stream,
         "judge_model": judge_model,
         "n_issues": len(issues),
         "dataset": dataset,
@@ -266,7 +273,7 @@ async def _run_locked(
             if stop.is_set():
                 summary.skipped_for_budget += 1
                 continue
-            outcome = await _call_cell(client, issue, model, mode, repeat, cache, ledger, run_id)
+            outcome = await _call_cell(client, issue, model, mode, repeat, cache, ledger, run_id, stream)
             if halt.is_set():  # nothing can be stored now; the answer is in the response cache
                 return
             if outcome is None:  # budget: the call was not sent
@@ -451,6 +458,7 @@ async def _call_cell(
     cache: bool,
     ledger: Any,
     run_id: str,
+    stream: bool = True,
 ) -> tuple[ResultRow, Any] | None:
     """Call the model for one cell: (row without scores, completion or None on error), or None on budget."""
     spec = client.config.model_spec(model)
@@ -481,6 +489,7 @@ async def _call_cell(
             repeat=repeat,
             cache="use" if cache else "off",
             ledger=ledger,
+            stream=stream,
             **overrides,
         )
     except E.BudgetExceededError:
@@ -488,6 +497,8 @@ async def _call_cell(
     except E.ProviderError as exc:
         row.error_type = exc.kind
         row.error_message = str(exc)
+        if isinstance(exc, E.StreamInterruptedError):
+            row.text = exc.partial_text  # what arrived before the stream broke, kept; the cell is an error
         row.attempts = exc.attempts
         row.fallback_path = exc.fallback_path
         row.charged_usd = getattr(exc, "charged_usd", None)
@@ -511,6 +522,8 @@ async def _call_cell(
             "cost_usd": completion.cost_usd,
             "cost_saved_usd": completion.cost_saved_usd,
             "latency_s": completion.latency_s,
+            "ttft_s": completion.ttft_s,
+            "output_tps": completion.output_tps,
             "attempts": completion.attempts,
             "served_model": completion.served_model,
             "fallback_path": completion.fallback_path,

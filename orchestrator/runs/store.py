@@ -64,7 +64,16 @@ _ADDED_COLUMNS = {
     "runs": {"message": "TEXT NOT NULL DEFAULT ''", "spent_usd": "REAL"},
     "results": {
         name: SQL_TYPES[name]
-        for name in ("charged_usd", "notes", "task", "prompt", "prompt_version", "fallback_reasons")
+        for name in (
+            "charged_usd",
+            "notes",
+            "task",
+            "prompt",
+            "prompt_version",
+            "fallback_reasons",
+            "ttft_s",
+            "output_tps",
+        )
     },
 }
 
