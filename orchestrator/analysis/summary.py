@@ -51,6 +51,8 @@ def summary_table(
     - ``spent_usd``: what the cells actually cost (a cache hit is free).
     - ``tokens_in``/``tokens_out``: mean per successful cell (input = uncached + cache read + cache write,
       output = output + reasoning). ``latency_p50``/``latency_p95``: successful calls not served from cache.
+    - ``ttft_p50``/``ttft_p95``: time to first token over the same calls, where they streamed (NaN when none
+      did); ``output_tps_p50``: their median output tokens per second after the first token.
     """
     score = _num(df, "score")
     err = _errored(df)
@@ -112,6 +114,11 @@ def summary_table(
     lat = _num(df, "latency_s")
     q = _latency_quantiles(lat, g, ok & ~cached & ~np.isnan(lat), n_groups)
     out["latency_p50"], out["latency_p95"] = q[:, 0], q[:, 1]
+    ttft = _num(df, "ttft_s")
+    q = _latency_quantiles(ttft, g, ok & ~cached & ~np.isnan(ttft), n_groups)
+    out["ttft_p50"], out["ttft_p95"] = q[:, 0], q[:, 1]
+    tps = _num(df, "output_tps")
+    out["output_tps_p50"] = _latency_quantiles(tps, g, ok & ~cached & ~np.isnan(tps), n_groups)[:, 0]
     out["error_rate"] = _per_group(g, n_groups, err) / out["n_cells"].to_numpy()
     out["cache_hit_rate"] = _per_group(g, n_groups, cached) / out["n_cells"].to_numpy()
     return out
@@ -139,7 +146,7 @@ def _group_bootstrap(
 def _empty_summary(by: Sequence[str]) -> pd.DataFrame:
     cols = [*by, "n_issues", "n_cells", "n_scored_issues", "mean", "ci_low", "ci_high", "cost_per_issue"]
     cols += ["cost_per_correct", "spent_usd", "cost_known", "tokens_in", "tokens_out", "latency_p50"]
-    cols += ["latency_p95", "error_rate", "cache_hit_rate"]
+    cols += ["latency_p95", "ttft_p50", "ttft_p95", "output_tps_p50", "error_rate", "cache_hit_rate"]
     return pd.DataFrame(columns=cols)
 
 

@@ -37,6 +37,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
             get_mode(args.mode)  # known once the config has loaded its task files
         except ValueError as exc:
             raise UsageError(f"--task/--mode: {exc}") from None
+        if args.stream and not args.json:
+            completion = _print_streamed(client, prompt, args)
+            print()
+            print(_usage_line(completion), file=sys.stderr if args.quiet_usage else sys.stdout)
+            return 0
         completion = client.complete_sync(prompt, model=args.model, mode=args.mode)
     if args.json:
         print(completion.model_dump_json(indent=2, exclude={"raw"}))
@@ -45,6 +50,27 @@ def cmd_ask(args: argparse.Namespace) -> int:
     print()
     print(_usage_line(completion), file=sys.stderr if args.quiet_usage else sys.stdout)
     return 0
+
+
+def _print_streamed(client: Any, prompt: Any, args: argparse.Namespace) -> Any:
+    """Print the answer as it arrives; return its Completion. A stream that breaks after its first token
+    has printed what arrived; the error (naming the model and the cause) follows on stderr."""
+    from ..types import Completion
+
+    started = False
+    for item in client.stream_sync(prompt, model=args.model, mode=args.mode):
+        if isinstance(item, Completion):
+            if not started and item.text:  # nothing streamed: a provider that answers whole
+                sys.stdout.write(item.text)
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            return item
+        if not started:
+            item = item.lstrip()
+            started = bool(item)
+        sys.stdout.write(item)
+        sys.stdout.flush()
+    raise AssertionError("the stream ended without its Completion")  # pragma: no cover
 
 
 def _usage_line(c) -> str:
@@ -57,6 +83,10 @@ def _usage_line(c) -> str:
         cost,
         f"{c.latency_s:.2f} s",
     ]
+    if c.ttft_s is not None:
+        parts.append(f"first token {c.ttft_s:.2f} s")
+    if c.output_tps is not None:
+        parts.append(f"{c.output_tps:.1f} tok/s")
     if c.parse_error:
         parts.append(f"parse error: {c.parse_error}")
     if len(c.fallback_path) > 1:
@@ -112,6 +142,9 @@ def register(sub) -> None:
     p.add_argument("--issue-file", help="an issue as JSON, or a JSONL file (see --index)")
     p.add_argument("--index", type=int, default=0, help="which issue of a JSONL file (0-based)")
     p.add_argument("--json", action="store_true", help="print the Completion as JSON")
+    p.add_argument(
+        "--stream", action="store_true", help="print the answer as it arrives (time to first token, tok/s)"
+    )
     p.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
     p.add_argument("--quiet-usage", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_ask)

@@ -130,11 +130,13 @@ def _print_summary_table(cfg, run_id: str) -> None:
 
 
 def format_summary(table) -> str:
-    """A compact text table: model, mode, n, mean [CI], cost per issue, p50 latency, error rate."""
+    """A compact text table: model, mode, n, mean [CI], cost per issue, p50 latency, p50 time to first token,
+    tokens per second, error rate."""
     import math
 
     lines = [
-        f"{'model':<28} {'mode':<10} {'n':>4} {'score [95% CI]':<22} {'$/issue':>10} {'p50 s':>7} {'err':>5}"
+        f"{'model':<28} {'mode':<10} {'n':>4} {'score [95% CI]':<22} {'$/issue':>10} {'p50 s':>7} "
+        f"{'ttft s':>7} {'tok/s':>6} {'err':>5}"
     ]
     for r in table.itertuples(index=False):
         mean = getattr(r, "mean", float("nan"))
@@ -143,9 +145,13 @@ def format_summary(table) -> str:
         cost_s = (
             "unknown" if cost is None or (isinstance(cost, float) and math.isnan(cost)) else f"{cost:.6f}"
         )
+        ttft = getattr(r, "ttft_p50", float("nan"))
+        tps = getattr(r, "output_tps_p50", float("nan"))
         lines.append(
             f"{r.model:<28} {r.mode:<10} {int(r.n_issues):>4} {ci:<22} {cost_s:>10} "
-            f"{getattr(r, 'latency_p50', float('nan')):>7.2f} {getattr(r, 'error_rate', 0.0):>5.0%}"
+            f"{getattr(r, 'latency_p50', float('nan')):>7.2f} "
+            f"{'-' if math.isnan(ttft) else f'{ttft:.2f}':>7} {'-' if math.isnan(tps) else f'{tps:.0f}':>6} "
+            f"{getattr(r, 'error_rate', 0.0):>5.0%}"
         )
     return "\n".join(lines)
 

@@ -219,36 +219,58 @@ def latency_distribution(
     mode: str | None = None,
     colors: dict[str, tuple[float, float, float, float]] | None = None,
 ) -> Figure:
-    """Boxplots of per-call latency per model (successful calls not served from the cache), fastest first."""
+    """Boxplots of per-call latency per model (successful calls not served from the cache), fastest first;
+    where calls streamed, a second panel of time to first token, each box labelled with the model's median
+    output tokens per second."""
     rows = _latency_rows(df, mode)
     colors = colors or model_colors(df["model"].dropna())
-    fig = Figure(figsize=(max(5.0, 1.0 * rows["model"].nunique() + 2.5), 4.6), layout="constrained")
-    ax = fig.subplots()
-    title = "Latency per call" + (f" ({mode})" if mode else "") + ", successful calls not from cache"
-    ax.set_title(title)
+    streamed = rows.dropna(subset=["ttft_s"])
+    panels = 2 if not streamed.empty else 1
+    width = max(5.0, 1.0 * rows["model"].nunique() + 2.5) * (1.6 if panels == 2 else 1.0)
+    fig = Figure(figsize=(width, 4.6), layout="constrained")
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    where = f" ({mode})" if mode else ""
+    axes[0].set_title("Latency per call" + where + ", successful calls not from cache")
     if rows.empty:
-        ax.text(0.5, 0.5, "no latency data", transform=ax.transAxes, ha="center", color="0.4")
-        ax.set_xticks([])
+        axes[0].text(0.5, 0.5, "no latency data", transform=axes[0].transAxes, ha="center", color="0.4")
+        axes[0].set_xticks([])
         return fig
-    order = rows.groupby("model")["latency_s"].median().sort_values(kind="stable").index
-    data = [rows.loc[rows["model"] == m, "latency_s"].to_numpy() for m in order]
+    _boxes(axes[0], rows, "latency_s", colors)
+    if panels == 2:
+        axes[1].set_title("Time to first token" + where + ", streamed calls; median tok/s above")
+        order = _boxes(axes[1], streamed, "ttft_s", colors)
+        tps = streamed.groupby("model")["output_tps"].median()
+        top = axes[1].get_ylim()[1]
+        for i, m in enumerate(order, start=1):
+            value = tps.get(m)
+            label = "tok/s n/a" if value is None or pd.isna(value) else f"{value:.0f} tok/s"
+            axes[1].text(i, top, label, ha="center", va="bottom", fontsize=8, color="0.25")
+    return fig
+
+
+def _boxes(
+    ax: Axes, rows: pd.DataFrame, column: str, colors: dict[str, tuple[float, float, float, float]]
+) -> list[str]:
+    """One box per model of ``rows[column]``, smallest median first; returns the models in that order."""
+    order = [str(m) for m in rows.groupby("model")[column].median().sort_values(kind="stable").index]
+    data = [rows.loc[rows["model"] == m, column].to_numpy() for m in order]
     parts = ax.boxplot(
         data,
-        tick_labels=[str(m) for m in order],
+        tick_labels=order,
         patch_artist=True,
         showfliers=True,
         flierprops={"markersize": 3, "alpha": 0.5},
         medianprops={"color": "black"},
     )
     for box, m in zip(parts["boxes"], order, strict=True):
-        box.set_facecolor(colors.get(str(m), "0.7"))
+        box.set_facecolor(colors.get(m, "0.7"))
         box.set_alpha(0.8)
-    if _spans_decades(rows["latency_s"].to_numpy(dtype=np.float64)):
+    if _spans_decades(rows[column].to_numpy(dtype=np.float64)):
         ax.set_yscale("log")
     ax.set_ylabel("seconds" + (" (log scale)" if ax.get_yscale() == "log" else ""))
     ax.tick_params(axis="x", labelrotation=30)
     ax.grid(True, axis="y", alpha=0.3)
-    return fig
+    return order
 
 
 def _latency_rows(df: pd.DataFrame, mode: str | None) -> pd.DataFrame:
@@ -261,7 +283,20 @@ def _latency_rows(df: pd.DataFrame, mode: str | None) -> pd.DataFrame:
         keep &= ~df["from_cache"].fillna(False).astype(bool)
     latency = pd.to_numeric(df["latency_s"], errors="coerce")
     keep &= latency.notna() & df["model"].notna()
-    return pd.DataFrame({"model": df.loc[keep, "model"].astype(str), "latency_s": latency[keep]})
+
+    def column(name: str) -> pd.Series:
+        if name not in df.columns:
+            return pd.Series(np.nan, index=df.index)
+        return pd.to_numeric(df[name], errors="coerce")
+
+    return pd.DataFrame(
+        {
+            "model": df.loc[keep, "model"].astype(str),
+            "latency_s": latency[keep],
+            "ttft_s": column("ttft_s")[keep],
+            "output_tps": column("output_tps")[keep],
+        }
+    )
 
 
 def router_curve(result) -> Figure:

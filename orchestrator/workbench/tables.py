@@ -59,6 +59,9 @@ def summary_frame(summary: pd.DataFrame, modes: Sequence[str] | None = None) -> 
                 "$ / correct",
                 "latency p50",
                 "latency p95",
+                "TTFT p50",
+                "TTFT p95",
+                "tok/s",
                 "error rate",
             ]
         )
@@ -77,9 +80,25 @@ def summary_frame(summary: pd.DataFrame, modes: Sequence[str] | None = None) -> 
             "$ / correct": s["cost_per_correct"].astype(float).to_numpy(),
             "latency p50": s["latency_p50"].astype(float).to_numpy(),
             "latency p95": s["latency_p95"].astype(float).to_numpy(),
+            "TTFT p50": _column(s, "ttft_p50"),
+            "TTFT p95": _column(s, "ttft_p95"),
+            "tok/s": _column(s, "output_tps_p50"),
             "error rate": s["error_rate"].astype(float).to_numpy(),
         }
     )
+
+
+def _column(summary: pd.DataFrame, name: str) -> Any:
+    """A float column of the summary (all NaN in a summary computed before the column existed)."""
+    import numpy as np
+
+    if name not in summary:
+        return np.full(len(summary), np.nan)
+    return summary[name].astype(float).to_numpy()
+
+
+def fmt_rate(value: Any) -> str:
+    return "—" if value is None or value != value else f"{value:.0f}"
 
 
 # How each number column is written, by its name without a run suffix (" A", " B").
@@ -89,6 +108,9 @@ FORMATS = {
     "$ / correct": fmt_usd,
     "latency p50": fmt_s,
     "latency p95": fmt_s,
+    "TTFT p50": fmt_s,
+    "TTFT p95": fmt_s,
+    "tok/s": fmt_rate,
     "p50": fmt_s,
     "error rate": fmt_pct,
 }
