@@ -7,8 +7,9 @@ is the path every call takes.
 
 A piece is made safe before anyone sees it, like a whole answer: lone surrogates are repaired, and a
 configured key or a key-shaped string the model echoes is redacted even when it arrives split over several
-pieces. Key patterns never span whitespace (except ``Bearer <key>``), so text is handed on up to its last
-whitespace, and the last word waits for the next piece.
+pieces: text is handed on up to the last place no secret can straddle (never inside a run of letters,
+digits, ``_`` and ``-``, never between ``Bearer`` and its token, never after the start of a configured key),
+and the rest waits for the next piece. Prose and CJK text flow word by word or character by character.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import queue
 import re
+import string
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 
 DeltaCallback = Callable[[str], None]
 _BEARER_TAIL = re.compile(r"(?i)bearer\s*$")
+# what key-shaped secrets are made of (see errors.SECRET_PATTERNS): a cut never falls inside a run of them
+_KEY_CHARS = frozenset(string.ascii_letters + string.digits + "_-")
 
 
 class SafeDeltas:
@@ -40,9 +44,6 @@ class SafeDeltas:
     def __init__(self, forward: DeltaCallback | None) -> None:
         self.forward = forward
         self.pending = ""
-        # a registered secret that contains whitespace could straddle a cut: keep enough back for it
-        spaced = [s for s in E._known_secrets if any(c.isspace() for c in s)]
-        self.hold = max((len(s) for s in spaced), default=0)
 
     def feed(self, piece: str) -> None:
         self.pending += piece
@@ -57,19 +58,20 @@ class SafeDeltas:
             self._emit(out)
 
     def _cut(self) -> int:
+        """Where the pending text can be cut without splitting anything a secret could be."""
         text = self.pending
-        end = len(text)
-        while end > 0 and not text[end - 1].isspace():
-            end -= 1
-        if end == 0:
-            return 0
-        head = text[:end].rstrip()
-        bearer = _BEARER_TAIL.search(head)
-        if bearer:
-            end = bearer.start()
-        if self.hold:
-            end = min(end, len(text) - self.hold + 1)
-        return max(end, 0)
+        cut = len(text)
+        while cut > 0 and text[cut - 1] in _KEY_CHARS:  # a run of key characters may be a key still arriving
+            cut -= 1
+        bearer = _BEARER_TAIL.search(text, 0, cut)
+        if bearer:  # "Bearer <key>": the word waits for what follows it
+            cut = bearer.start()
+        for secret in E._known_secrets:  # a configured key of any shape may have begun to arrive
+            for k in range(min(len(secret) - 1, cut), 0, -1):
+                if text.startswith(secret[:k], cut - k):
+                    cut -= k
+                    break
+        return cut
 
     def _emit(self, text: str) -> None:
         text, _ = repair_text(text)
