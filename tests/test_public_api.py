@@ -102,6 +102,7 @@ PUBLIC = {
         "show_text_now",
         "smoke",
         "split_list",
+        "stream_answer",
         "styled_answers",
         "styled_comparisons",
         "styled_diff",

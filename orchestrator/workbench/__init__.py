@@ -45,7 +45,7 @@ from .compare import (
     styled_run_summaries,
 )
 from .drilldown import drilldown_html
-from .explore import answers_html, compare_answers, find_issues, issue_card
+from .explore import answers_html, compare_answers, find_issues, issue_card, stream_answer
 from .html import (
     CSS,
     MODE_ORDER,
@@ -145,6 +145,7 @@ __all__ = [
     "show_text_now",
     "smoke",
     "split_list",
+    "stream_answer",
     "styled_answers",
     "styled_comparisons",
     "styled_prompt_flips",

@@ -98,6 +98,67 @@ async def ask_models(
     return list(await asyncio.gather(*(one(m) for m in split_list(models))))
 
 
+def stream_answer(
+    client: LLMClient,
+    issue: Issue,
+    model: str,
+    mode: str,
+    *,
+    cache: bool = True,
+    every_s: float = 0.1,
+) -> Any:
+    """Ask one model and show its answer in the cell's output as it arrives (one display, updated at
+    most every ``every_s`` seconds), then a line with the time to first token, tokens per second, tokens
+    and cost. Returns the Completion; a failure shows the error under what arrived, and is raised."""
+    import time
+
+    from IPython.display import display
+
+    from ..errors import StreamInterruptedError
+    from ..types import Completion
+
+    handle = display(_streaming_card(model, "", "waiting for the first token…"), display_id=True)
+    text, shown = "", 0.0
+    try:
+        for item in client.stream_sync(issue, model=model, mode=mode, cache="use" if cache else "off"):
+            if isinstance(item, Completion):
+                handle.update(_streaming_card(model, item.text, _stream_usage(item)))
+                return item
+            text += item
+            if time.monotonic() - shown >= every_s:
+                handle.update(_streaming_card(model, text, "streaming…"))
+                shown = time.monotonic()
+    except Exception as exc:
+        partial = exc.partial_text if isinstance(exc, StreamInterruptedError) else text
+        handle.update(_streaming_card(model, partial, error_line(exc), error=True))
+        raise
+    raise AssertionError("the stream ended without its Completion")  # pragma: no cover
+
+
+def _streaming_card(model: str, text: str, status: str, error: bool = False) -> Any:
+    css = "orc-err" if error else "orc-usage"
+    return _html(
+        f"<style>{CSS}</style><div class='orc-card'><h4>{esc(model)}</h4>"
+        f"<div class='{css}'>{esc(status)}</div><pre>{esc(text)}</pre></div>"
+    )
+
+
+def _stream_usage(c: Any) -> str:
+    parts = []
+    if c.from_cache:
+        parts.append("cached (free), arrived whole")
+    elif c.ttft_s is not None:
+        parts.append(f"first token {fmt_s(c.ttft_s)}")
+    if c.output_tps is not None:
+        parts.append(f"{c.output_tps:.0f} tok/s")
+    parts += [
+        f"{c.usage.input_total} in / {c.usage.output_total} out",
+        fmt_usd(c.cost_usd),
+        fmt_s(c.latency_s),
+    ]
+    return " · ".join(parts)
+
+
 def compare_answers(
     client: LLMClient,
     issue: Issue,

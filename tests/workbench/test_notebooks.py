@@ -95,8 +95,6 @@ def report_params() -> dict:
 # ------------------------------------------------------------------------------------------ nbval
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1500)
 def _project_with_a_user_task(tmp_path: Path) -> Path:
     """A copy of this project (config, notebooks, sample issues) with the tasks issue's example task file
     beside the config, so the notebooks run with a user task registered."""
@@ -115,6 +113,8 @@ def _project_with_a_user_task(tmp_path: Path) -> Path:
     return project
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_every_notebook_executes_under_nbval(tmp_path):
     """The three notebooks, in a copy of the project that has a user task file (tasks/priority.toml)."""
     project = _project_with_a_user_task(tmp_path)
