@@ -579,7 +579,7 @@ class LLMClient:
                     response = await call.adapter.send(call.req, self.pool)
                 else:
                     response = await call.adapter.send_stream(call.req, self.pool, probe.on_delta)
-                    probe.safe.flush()
+                    probe.flush()
             except E.ProviderError as exc:
                 if probe is not None and probe.started:
                     raise probe.interrupted(exc) from None

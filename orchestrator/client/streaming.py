@@ -86,7 +86,8 @@ class StreamProbe:
     def __init__(self, forward: DeltaCallback | None) -> None:
         self.first_at: float | None = None
         self.parts: list[str] = []
-        self.safe = SafeDeltas(forward)
+        # nobody reads the pieces of a grid's streamed cell: only its first token's time and its text count
+        self.safe = SafeDeltas(forward) if forward is not None else None
 
     @property
     def started(self) -> bool:
@@ -98,7 +99,12 @@ class StreamProbe:
         if self.first_at is None:
             self.first_at = time.perf_counter()
         self.parts.append(piece)
-        self.safe.feed(piece)
+        if self.safe is not None:
+            self.safe.feed(piece)
+
+    def flush(self) -> None:
+        if self.safe is not None:
+            self.safe.flush()
 
     def partial_text(self) -> str:
         text, _ = repair_text("".join(self.parts))
@@ -106,7 +112,7 @@ class StreamProbe:
 
     def interrupted(self, error: E.ProviderError) -> E.StreamInterruptedError:
         """The typed error for a failure after the first token, keeping the text that arrived."""
-        self.safe.flush()
+        self.flush()
         text = self.partial_text()
         return E.StreamInterruptedError(
             f"the stream broke after {len(text):,} characters ({error.kind}: {error.detail}); the partial "

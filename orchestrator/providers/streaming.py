@@ -31,47 +31,31 @@ class SseDecoder:
     def __init__(self) -> None:
         self._buffer = b""
         self._event: str | None = None
-        self._data: list[str] = []
+        self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> Iterator[tuple[str | None, str]]:
-        self._buffer += chunk
-        while True:
-            cut = _line_end(self._buffer)
-            if cut is None:
-                return
-            end, after = cut
-            line = self._buffer[:end].decode("utf-8", errors="replace")
-            self._buffer = self._buffer[after:]
+        buffer = self._buffer + chunk if self._buffer else chunk
+        if b"\r" in buffer:
+            held = buffer.endswith(b"\r")  # maybe the first half of a CRLF: decide with the next chunk
+            buffer = buffer[:-1] if held else buffer
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if held else b"")
+        *lines, self._buffer = buffer.split(b"\n")
+        for line in lines:
             if not line:
                 if self._data:
-                    yield self._event, "\n".join(self._data)
+                    yield self._event, b"\n".join(self._data).decode("utf-8", errors="replace")
                 self._event, self._data = None, []
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "data":
-                self._data.append(value)
-            elif name == "event":
-                self._event = value
+            elif line.startswith(b"data:"):
+                self._data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+            elif line.startswith(b"event:"):
+                self._event = line[6:].strip().decode("utf-8", errors="replace")
+            # a comment (":"), id, retry or unknown field: nothing to hand on
 
     def close(self) -> Iterator[tuple[str | None, str]]:
         """What a stream that ended without a blank line still held."""
-        if self._buffer:
-            yield from self.feed(b"\n\n")
-        elif self._data:
-            yield from self.feed(b"\n")
-
-
-def _line_end(buffer: bytes) -> tuple[int, int] | None:
-    """Where the first line ends (its end, where the next begins), or None when no line is complete."""
-    lf, cr = buffer.find(b"\n"), buffer.find(b"\r")
-    if cr == -1 or (lf != -1 and lf < cr):
-        return None if lf == -1 else (lf, lf + 1)
-    if cr == len(buffer) - 1:
-        return None  # a CR at the end may be the first half of CRLF: wait for the next chunk
-    return (cr, cr + 2) if buffer[cr + 1 : cr + 2] == b"\n" else (cr, cr + 1)
+        tail = self._buffer.rstrip(b"\r")
+        self._buffer = b""
+        yield from self.feed(tail + b"\n\n" if tail else b"\n")
 
 
 class NdjsonDecoder:

@@ -357,3 +357,27 @@ def test_sse_framing_with_crlf_comments_and_multiline_data(server, monkeypatch) 
     pieces, completion = collect(client, "p/m")
     assert pieces == ["ab"] or "".join(pieces) == "ab"
     assert completion.text == "ab" and completion.usage.output_total == 2
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+def test_the_sse_decoder_gives_the_same_events_however_the_bytes_are_cut(size) -> None:
+    from orchestrator.providers.streaming import NdjsonDecoder, SseDecoder
+
+    raw = (
+        b': ping\r\n\r\nevent: message_start\r\ndata: {"a": 1}\r\n\r\nid: 7\nretry: 10\n'
+        b"data: line one\ndata:line two\n\ndata: cr only\r\rdata: \xff broken utf-8\n\ndata: no blank line at the end"
+    )
+    decoder = SseDecoder()
+    events = [e for i in range(0, len(raw), size) for e in decoder.feed(raw[i : i + size])]
+    events += list(decoder.close())
+    assert events == [
+        ("message_start", '{"a": 1}'),
+        (None, "line one\nline two"),
+        (None, "cr only"),
+        (None, "\ufffd broken utf-8"),
+        (None, "no blank line at the end"),
+    ]
+    lines = b'{"a": 1}\n\n{"b": 2}\n{"c"'
+    nd = NdjsonDecoder()
+    got = [e for i in range(0, len(lines), size) for e in nd.feed(lines[i : i + size])] + list(nd.close())
+    assert got == [(None, '{"a": 1}'), (None, '{"b": 2}'), (None, '{"c"')]
