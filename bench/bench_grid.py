@@ -3,6 +3,7 @@
     python bench/bench_grid.py --rounds 3                   # everything below
     python bench/bench_grid.py --only efficiency            # or: cached, memory
     python bench/bench_grid.py --only efficiency --cells 20000 --concurrency 256 --latency-ms 100
+    python bench/bench_grid.py --only stream --rounds 5      # 2,000 cells streamed vs not
 
 1. Grid efficiency: N cells (default 2,000) at concurrency C (64) against a loopback server answering
    after L ms (100), through ``run_grid`` (cache off, every cell written to SQLite). The limit is
@@ -14,6 +15,10 @@
    the cache), then R more times, each under a new run id so that every cell is a cache hit (target < 2 s).
 3. Peak RSS of a run of 1,000 and of 10,000 cells, each in a fresh process, the two sizes alternating
    over the rounds (target "flat": the larger's peak <= 1.2 x the smaller's, round by round).
+
+4. Streaming overhead: the same N cells at C and L through ``run_grid``, streamed (SSE, first piece at L/2,
+   the rest at L) and not (one JSON body at L), the order alternating round by round; the figure is the
+   streamed wall / the whole-body wall of the same round (target <= 1.05: no measurable overhead).
 
 The server is a separate process (bench/fake_openai_server.py) so its work is not counted here.
 """
@@ -41,7 +46,10 @@ from fake_openai_server import start_server_process, stop_server_process  # noqa
 
 TARGET_EFFICIENCY = Target("<=", 1.1)  # wall / (N x L / C)
 TARGET_CACHED_S = Target("<", 2.0, "s")  # a fully cached re-run of 10,000 cells
-TARGET_FLAT = Target("<=", 1.2)  # peak RSS of the larger run / the smaller's: what "flat" means here
+TARGET_FLAT = Target("<=", 1.2)
+TARGET_STREAM = Target(
+    "<=", 1.05
+)  # streamed grid wall / the same grid's wall with whole bodies  # peak RSS of the larger run / the smaller's: what "flat" means here
 
 
 def config_text(url: str) -> str:
@@ -88,7 +96,13 @@ def client_for(url: str, home: Path) -> Any:
 
 
 def run(
-    client: Any, items: list[Any], run_id: str, concurrency: int, cache: bool, mode: str = "classify"
+    client: Any,
+    items: list[Any],
+    run_id: str,
+    concurrency: int,
+    cache: bool,
+    mode: str = "classify",
+    stream: bool = False,
 ) -> tuple[float, Any]:
     """One ``run_grid`` over ``items``; returns (wall seconds, summary)."""
     from orchestrator.runs.runner import run_grid
@@ -104,6 +118,7 @@ def run(
             cache=cache,
             client=client,
             progress=False,
+            stream=stream,
         )
     )
     return time.perf_counter() - started, summary
@@ -179,6 +194,37 @@ def bench_efficiency(n: int, concurrency: int, latency_ms: float, rounds: int) -
     return out
 
 
+def bench_stream(n: int, concurrency: int, latency_ms: float, rounds: int) -> dict[str, Any]:
+    """Per round: run_grid over N cells with whole bodies and streamed, the order alternating."""
+    from orchestrator.runs.store import ResultStore, default_db_path
+
+    url, server = start_server_process(latency_ms)
+    out: dict[str, Any] = {"whole": [], "streamed": [], "ttft_p50": []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            client = client_for(url, Path(tmp))
+            run(client, issues(concurrency), "warm-whole", concurrency, cache=False)
+            run(client, issues(concurrency), "warm-stream", concurrency, cache=False, stream=True)
+            for r in range(rounds):
+                order = [False, True] if r % 2 == 0 else [True, False]
+                for stream in order:
+                    wall, summary = run(
+                        client, issues(n), f"s{r}-{stream}", concurrency, cache=False, stream=stream
+                    )
+                    assert summary.cells_run == n and summary.errors == 0, summary
+                    out["streamed" if stream else "whole"].append(wall)
+                store = ResultStore(default_db_path(Path(tmp)), readonly=True)
+                rows = store.results_df(f"s{r}-True")
+                store.close()
+                assert rows["ttft_s"].notna().all(), "a streamed cell without its time to first token"
+                out["ttft_p50"].append(float(rows["ttft_s"].median()))
+            client.close()
+    finally:
+        stop_server_process(server)
+    out["limit_s"] = n * latency_ms / 1000 / concurrency
+    return out
+
+
 def bench_cached(n: int, rounds: int, mode: str = "classify") -> dict[str, Any]:
     """One filling run (one run), then ``rounds`` fully cached re-runs under new run ids."""
     url, server = start_server_process(0.0)
@@ -227,7 +273,7 @@ def bench_memory(sizes: tuple[int, int], rounds: int) -> dict[int, list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["efficiency", "cached", "memory"])
+    parser.add_argument("--only", choices=["efficiency", "cached", "memory", "stream"])
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each benchmark; medians shown")
     parser.add_argument("--cells", type=int, default=2000, help="efficiency: cells N")
     parser.add_argument("--concurrency", type=int, default=64, help="efficiency: cells in flight C")
@@ -246,7 +292,7 @@ def main() -> None:
     cmd = f"python bench/bench_grid.py --rounds {args.rounds}"
     if args.only:
         cmd += f" --only {args.only}"
-    if args.only in (None, "efficiency"):
+    if args.only in (None, "efficiency", "stream"):
         cmd += f" --cells {args.cells} --concurrency {args.concurrency} --latency-ms {args.latency_ms:g}"
     if args.only in (None, "cached"):
         cmd += f" --cached-cells {args.cached_cells}"
@@ -271,6 +317,22 @@ def main() -> None:
         report.add("RSS after the warm-up", before, unit="MB", digits=1, basis="once, before the rounds")
         peak = e["peak_rss_mb"]
         report.add("peak RSS of this process", peak, unit="MB", digits=1, basis="peak over all rounds")
+    if args.only in (None, "stream"):
+        n, c, lat = args.cells, args.concurrency, args.latency_ms
+        st = bench_stream(n, c, lat, args.rounds)
+        limit = st["limit_s"]
+        report.section(f"streaming overhead: {n:,} cells, {c} in flight, {lat:g} ms latency, streamed vs not")
+        report.add("limit N x L / C", limit, unit="s", basis="computed")
+        report.add("run_grid wall, whole bodies", st["whole"], unit="s")
+        report.add("run_grid wall, streamed", st["streamed"], unit="s")
+        report.add("whole bodies: wall / limit", [w / limit for w in st["whole"]])
+        report.add("streamed: wall / limit", [w / limit for w in st["streamed"]])
+        report.add(
+            "streamed / whole, round by round", ratios(st["streamed"], st["whole"]), target=TARGET_STREAM
+        )
+        report.add(
+            "streamed cells: TTFT p50 (the server sends the first piece at L/2)", st["ttft_p50"], unit="s"
+        )
     if args.only in (None, "cached"):
         n = args.cached_cells
         c = bench_cached(n, args.rounds)

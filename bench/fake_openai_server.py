@@ -3,6 +3,9 @@
 A raw asyncio protocol (no per-request thread, no framework): each request is answered after
 ``latency_ms`` by ``loop.call_later``, so 64, 256 or 1,000 requests in flight each take the latency and
 no more. Every POST gets the same small ``chat.completion`` (with usage); ``GET /health`` answers 200.
+A POST with ``"stream": true`` gets the same answer as server-sent events (chunked): the role chunk and
+the first piece at half the latency, the other pieces, the usage chunk and ``[DONE]`` at the full latency,
+so a streamed call takes as long as a whole one and its first token comes halfway.
 
     python bench/fake_openai_server.py --port 0 --latency-ms 100     # prints its base URL, serves until killed
 
@@ -59,6 +62,50 @@ RESPONSE = _response(COMPLETION)
 HEALTH_RESPONSE = _response(HEALTH)
 
 
+def _sse_chunk(payload: dict | str) -> bytes:
+    data = (
+        b"data: " + (payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()) + b"\n\n"
+    )
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def _delta(content: str | None, finish: str | None = None, role: bool = False) -> dict:
+    delta: dict = {"role": "assistant", "content": ""} if role else {"content": content}
+    if finish:
+        delta = {}
+    chunk = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1767225600,
+        "model": "fake-model",
+    }
+    return {**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    + _sse_chunk(_delta(None, role=True))
+    + _sse_chunk(_delta("A "))
+)
+STREAM_TAIL = (
+    _sse_chunk(_delta("fake "))
+    + _sse_chunk(_delta("answer."))
+    + _sse_chunk(_delta(None, finish="stop"))
+    + _sse_chunk(
+        {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1767225600,
+            "model": "fake-model",
+            "choices": [],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16},
+        }
+    )
+    + _sse_chunk("[DONE]")
+    + b"0\r\n\r\n"
+)
+
+
 class Stats:
     def __init__(self) -> None:
         self.requests = 0
@@ -91,21 +138,30 @@ class _Protocol(asyncio.Protocol):
                     break
             if len(self.buffer) < end + 4 + length:
                 return
+            body = self.buffer[end + 4 : end + 4 + length]
             self.buffer = self.buffer[end + 4 + length :]
-            reply = HEALTH_RESPONSE if head.startswith(b"GET /health") else RESPONSE
             stats = self.stats
             stats.requests += 1
             stats.in_flight += 1
             stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+            loop = asyncio.get_running_loop()
+            if b'"stream": true' in body or b'"stream":true' in body:
+                loop.call_later(self.latency_s / 2, self._write, STREAM_HEAD)
+                loop.call_later(self.latency_s, self._send, STREAM_TAIL)
+                continue
+            reply = HEALTH_RESPONSE if head.startswith(b"GET /health") else RESPONSE
             if self.latency_s > 0:
-                asyncio.get_running_loop().call_later(self.latency_s, self._send, reply)
+                loop.call_later(self.latency_s, self._send, reply)
             else:
                 self._send(reply)
 
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
     def _send(self, reply: bytes) -> None:
         self.stats.in_flight -= 1
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(reply)
+        self._write(reply)
 
 
 async def serve(
