@@ -1,8 +1,8 @@
 """Statistics over a results DataFrame: means with clustered bootstrap CIs, paired tests, F1, Pareto.
 
 The frame has one row per cell (columns: run_id, issue_id, repo, split, model, mode, repeat, score,
-error_type, cost_usd, latency_s, input_uncached, cache_read, cache_write, output, reasoning, pred_type,
-gold_type, from_cache; missing optional columns are treated as unknown). Rows of the same
+error_type, cost_usd, latency_s, ttft_s, output_tps, input_uncached, cache_read, cache_write, output,
+reasoning, pred_type, gold_type, from_cache; missing optional columns are treated as unknown). Rows of the same
 (model, mode, issue) are repeats: they are averaged within the issue first, and every bootstrap resamples
 issues, never cells, because repeats of one issue are not independent. Each group and each pair draws from
 its own generator seeded by ``seed`` and its labels, so adding a model never changes another's interval.

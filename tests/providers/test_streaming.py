@@ -381,3 +381,19 @@ def test_the_sse_decoder_gives_the_same_events_however_the_bytes_are_cut(size) -
     nd = NdjsonDecoder()
     got = [e for i in range(0, len(lines), size) for e in nd.feed(lines[i : i + size])] + list(nd.close())
     assert got == [(None, '{"a": 1}'), (None, '{"b": 2}'), (None, '{"c"')]
+
+
+def test_a_cached_answer_streams_whole_and_its_old_timings_are_not_reported(server, monkeypatch) -> None:
+    monkeypatch.setenv("STREAM_TEST_KEY", KEY)
+    server.stream(openai_events(PIECES, model="m", prompt_tokens=3, completion_tokens=5), delays={3: 0.1})
+    client = LLMClient(config_for({"p/m": model_table("openai", server.url + "/v1")}), sleep=Sleeps())
+    try:
+        first_pieces, first = collect(client, "p/m")
+        again_pieces, again = collect(client, "p/m")
+        whole = client.complete_sync("Why does the parser crash?", model="p/m")
+    finally:
+        client.close()
+    assert server.count == 1 and again.from_cache and whole.from_cache
+    assert len(first_pieces) > 1 and again_pieces == [TEXT] and again.text == first.text == TEXT
+    assert again.ttft_s == again.latency_s < first.ttft_s  # a lookup, not the first call's timing
+    assert again.output_tps is None and whole.ttft_s is None and whole.output_tps is None
