@@ -65,8 +65,8 @@ def _project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     params.source = params.source.replace(
         'models = "baseline/rules,local/smollm2"', 'models = "baseline/rules,openai/keyless"'
-    )
-    assert "openai/keyless" in params.source
+    ).replace('stream_model = "local/smollm2"', 'stream_model = "baseline/rules"')
+    assert "openai/keyless" in params.source and 'stream_model = "baseline/rules"' in params.source
     nbformat.write(nb, str(explore))
     env = {k: v for k, v in os.environ.items() if k not in ("JLAB_TEST_KEY", "PYTEST_CURRENT_TEST")}
     env.update(
