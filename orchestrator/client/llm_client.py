@@ -37,26 +37,30 @@ from typing import Any, Literal, TypeVar
 
 from .. import errors as E
 from ..config import Config, ModelSpec, load_config
-from ..modes import Mode, build_messages, parse_structured
+from ..modes import Mode, build_messages
 from ..providers import check_call_params, get_adapter, provider_info
 from ..providers.base import ChatRequest, ProviderResponse
 from ..providers.http import HttpPool
 from ..types import Completion, Issue, Message, Usage
+from .answer import as_cache_hit, to_completion
 from .cache import ResponseCache, cache_key
 from .ledger import Ledger, reserve_attempt, settle_failed_attempt
 from .limits import LIMITER, Bucket, BucketPaused, Limiter, buckets_for
-from .pricing import list_cost, worst_case_cost, worst_case_prompt_tokens
+from .pricing import worst_case_cost, worst_case_prompt_tokens
 from .retry import (
     BREAKER_ON,
     FALLBACK_ON,
     Breaker,
     RetryPolicy,
+    all_failed,
+    annotate,
+    failure_reasons,
     reached_server,
     transport_error,
     transport_errors,
 )
 from .route import model_chain, route_issue, routed_mode
-from .safety import make_safe, register_config_secrets, safe_messages
+from .safety import register_config_secrets, safe_messages
 from .streaming import DeltaCallback, StreamProbe, stream_answer, stream_answer_sync
 from .sync import BackgroundLoop
 
@@ -240,7 +244,7 @@ class LLMClient:
                         hit.ttft_s = hit.latency_s
                     hit.attempts = sent
                     hit.fallback_path = [*tried, model_id]
-                    hit.fallback_reasons = _reasons(failures)
+                    hit.fallback_reasons = failure_reasons(failures)
                     hit.charged_usd = spend.charged  # failed attempts earlier in the chain, if any
                     return hit
             spec = call.spec
@@ -272,21 +276,21 @@ class LLMClient:
                 sent += exc.attempts or 0
                 failures.append(exc)
                 if isinstance(exc, E.StreamInterruptedError):  # part of it was handed on: no fallback
-                    exc.fallback_reasons = _reasons(failures[:-1])  # type: ignore[attr-defined]
-                    self._annotate(exc, tried, sent, spend)
+                    exc.fallback_reasons = failure_reasons(failures[:-1])  # type: ignore[attr-defined]
+                    annotate(exc, tried, sent, spend.charged)
                     raise
                 if isinstance(exc, FALLBACK_ON) and not last:
                     log.info("model %s failed (%s); falling back", model_id, exc.kind)
                     continue
                 if len(failures) == 1 or isinstance(exc, E.BudgetExceededError):
-                    self._annotate(exc, tried, sent, spend)
+                    annotate(exc, tried, sent, spend.charged)
                     raise
-                raise self._all_failed(failures, tried, model_id, sent, spend) from exc
+                raise all_failed(failures, tried, model_id, sent, spend.charged) from exc
             completion.attempts += sent
             completion.fallback_path = tried
-            completion.fallback_reasons = _reasons(failures)
+            completion.fallback_reasons = failure_reasons(failures)
             return completion
-        raise self._all_failed(failures, tried, chain[-1], sent, spend)
+        raise all_failed(failures, tried, chain[-1], sent, spend.charged)
 
     def complete_sync(self, prompt_or_issue: Issue | str | None = None, **kwargs: Any) -> Completion:
         """``complete`` for plain scripts and notebook cells; safe inside a running event loop."""
@@ -438,17 +442,7 @@ class LLMClient:
         hit = self.cache.get(call.key)
         if hit is None:
             return None
-        hit.cost_saved_usd = hit.cost_usd
-        hit.cost_usd = 0.0
-        hit.from_cache = True
-        hit.attempts = 0
-        hit.latency_s = time.perf_counter() - started
-        hit.ttft_s = hit.output_tps = None  # the stored answer's own timings are not this call's
-        hit.request_hash = call.key
-        hit.model = call.spec.id
-        hit.mode = call.req.mode
-        hit.charged_usd = 0.0
-        make_safe(hit)  # an entry stored before a key was configured may hold it
+        as_cache_hit(hit, call.spec.id, call.req.mode, call.key, time.perf_counter() - started)
         for lg in ledgers:
             lg.record(hit)
         return hit
@@ -609,72 +603,12 @@ class LLMClient:
         spend: _Spend,
         ttft: float | None = None,
     ) -> Completion:
-        spec, req = call.spec, call.req
-        notes = [note for note in ("text_repaired", "secret_redacted") if response.extra.get(note)]
-        usage = response.usage
-        if usage is None:
-            usage = Usage()
-            notes.append("usage_missing")
-        if response.provider_cost_usd is not None:
-            cost = response.provider_cost_usd
-        elif response.usage is None and call.worst_cost:
-            cost = None  # billed, but for how much is unknown: the worst case is charged instead
-        else:
-            cost = list_cost(spec, usage)
-        if cost is None and call.worst_cost is None:
-            self.ledger.warn_unpriced(spec.id)
-        charged = spend.charged + (cost if cost is not None else (call.worst_cost or 0.0))
-        completion = Completion(
-            text=response.text,
-            model=spec.id,
-            served_model=response.served_model,
-            provider=spec.provider,
-            usage=usage,
-            cost_usd=cost,
-            latency_s=latency,
-            ttft_s=ttft,
-            output_tps=output_rate(usage, latency, ttft),
-            finish_reason=response.finish_reason,
-            attempts=attempts,
-            request_id=response.request_id,
-            mode=req.mode,
-            request_hash=call.key,
-            provider_cost_usd=response.provider_cost_usd,
-            charged_usd=charged,
-            notes=notes,
-            raw=response.raw,
+        completion = to_completion(
+            call.spec, call.req, call.key, call.worst_cost, response, latency, attempts, spend.charged, ttft
         )
-        make_safe(completion)
-        if req.schema is not None:  # on the safe text: what is parsed is what is stored
-            completion.parsed, completion.parse_error = parse_structured(completion.text, req.schema)
+        if completion.cost_usd is None and call.worst_cost is None:
+            self.ledger.warn_unpriced(call.spec.id)
         return completion
-
-    @staticmethod
-    def _annotate(exc: E.ProviderError, tried: list[str], sent: int, spend: _Spend) -> E.ProviderError:
-        exc.fallback_path = list(tried)
-        exc.attempts = sent
-        exc.charged_usd = spend.charged  # type: ignore[attr-defined]
-        return exc
-
-    @classmethod
-    def _all_failed(
-        cls, failures: list[E.ProviderError], tried: list[str], model: str, sent: int, spend: _Spend
-    ) -> E.ProviderError:
-        summary = "; ".join(f"{f.model}: {f.kind}" for f in failures)
-        err = E.AllModelsFailedError(
-            f"every model in the chain failed ({summary})", errors=failures, model=model
-        )
-        return cls._annotate(err, tried, sent, spend)
-
-
-def output_rate(usage: Usage, latency: float, ttft: float | None) -> float | None:
-    """Output tokens per second while the answer streamed: the tokens after the first over the time from
-    the first token to the last (the decode speed a reader sees). None unless streamed with at least two
-    output tokens over a measurable time."""
-    tokens = usage.output_total
-    if ttft is None or tokens < 2 or latency - ttft <= 1e-6:
-        return None
-    return (tokens - 1) / (latency - ttft)
 
 
 def _task_as_mode(task: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -683,8 +617,3 @@ def _task_as_mode(task: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
             raise TypeError("stream() takes task= or mode=, not both")
         kwargs["mode"] = task
     return kwargs
-
-
-def _reasons(failures: list[E.ProviderError]) -> list[str]:
-    """One line per model that did not answer: ``model: kind: detail`` (the detail is already redacted)."""
-    return [f"{f.model or '?'}: {f.kind}: {f.detail}" for f in failures]

@@ -152,3 +152,25 @@ def transport_error(exc: BaseException, spec: ModelSpec) -> E.ProviderError:
     return cls(
         f"{type(exc).__name__}: {exc}", provider=spec.provider, model=spec.id, maybe_billed=not never_sent
     )
+
+
+def annotate(exc: E.ProviderError, tried: list[str], sent: int, charged: float) -> E.ProviderError:
+    """Declare on a call's error what the call did: the models tried, the requests sent, what was charged."""
+    exc.fallback_path = list(tried)
+    exc.attempts = sent
+    exc.charged_usd = charged  # type: ignore[attr-defined]
+    return exc
+
+
+def all_failed(
+    failures: list[E.ProviderError], tried: list[str], model: str, sent: int, charged: float
+) -> E.ProviderError:
+    """The error of a chain whose every model failed, holding each model's own error."""
+    summary = "; ".join(f"{f.model}: {f.kind}" for f in failures)
+    err = E.AllModelsFailedError(f"every model in the chain failed ({summary})", errors=failures, model=model)
+    return annotate(err, tried, sent, charged)
+
+
+def failure_reasons(failures: list[E.ProviderError]) -> list[str]:
+    """One line per model that did not answer: ``model: kind: detail`` (the detail is already redacted)."""
+    return [f"{f.model or '?'}: {f.kind}: {f.detail}" for f in failures]
