@@ -13,14 +13,16 @@ Definition. An answer is *degenerate* when any of three tests fires:
    the service is not able to display the list." three times in one short explanation.
 
 Why this shape. Small models (SmolLM2-135M under greedy decoding) fall into loops whose unit is often
-*inside one whitespace word*: ``3.0.1.1.1.1.1`` or ``foo/foo/foo/foo``. Whitespace words would hide them,
-so the tokens are runs of letters/digits/underscore, or runs of one punctuation character (``---`` and
-``...`` are one token each). Both tests are about repetition *in a row* or *in bulk*, never about
-regularity: a file list (``src/a/b.py``, ``src/a/c.py``) repeats its directory prefix but no unit back to
-back, its lines are all different, and a JSON object repeats its punctuation but its keys and values differ; units made only of
-punctuation (``|---|---|---|`` table rules, ``}}}`` in code) are not counted as loops. Word 5-grams rather
-than 3-grams keep a list of paths that share a deep prefix under the share threshold. Short answers (a
-classify JSON, one sentence) have too few 5-grams for test 2 and too few repeats for test 1.
+*inside one whitespace word*: ``3.0.1.1.1.1.1``, ``foo/foo/foo/foo`` or ``ctx_ctx_ctx_ctx``. Whitespace
+words would hide them, so the tokens are runs of letters and digits, or runs of one punctuation character
+(``_`` included; ``---`` and ``...`` are one token each). The tests measure repetition *in a row* or *in
+bulk*, never mere regularity: a file list (``src/a/b.py``, ``src/a/c.py``) repeats its directory prefix
+but no unit back to back and no line, and a JSON object repeats its punctuation but not its keys and
+values; units made only of punctuation (``|---|---|---|`` table rules, ``}}}`` in code) are not loops.
+Word 5-grams rather than 3-grams keep a list of paths that share a deep prefix under the share threshold.
+Short answers (a classify JSON, one sentence) have too few 5-grams for test 2 and too few copies of
+anything for tests 1 and 3. What it does not catch: rambling that never repeats itself exactly (a list of
+made-up ratings), and a loop whose copies each change a little (``step 1 ... step 2 ...``).
 
 :func:`repetition_stats` gives the figures behind the verdict. Pure standard library, no import cost.
 """
@@ -54,8 +56,10 @@ NGRAM = 5
 """Word n-gram length of the repetition share."""
 MIN_NGRAMS = 20
 """Fewer word 5-grams than this (about 24 words): too short for the repetition share to mean anything."""
-MAX_REPEAT_SHARE = 0.5
-"""Share of word 5-grams seen before in the text at or above which an answer is degenerate."""
+MAX_REPEAT_SHARE = 0.4
+"""Share of word 5-grams seen before in the text at or above which an answer is degenerate: a paragraph
+said again almost in full reaches it (two full copies: 0.5); a diff, a JSON list of records or a list of
+files six directories deep stays at or below 0.25, ordinary prose below 0.1."""
 
 MIN_SENTENCE_WORDS = 4
 """A sentence or line shorter than this (``}``, ``return x``, ``- [ ] done``) may legitimately recur."""
@@ -63,12 +67,13 @@ MIN_SENTENCE_COPIES = 3
 """Copies of one sentence that make an answer degenerate (twice can be a summary restating itself)."""
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-_TOKEN = re.compile(r"\w+|([^\w\s])\1*")
-_WORD = re.compile(r"\w+")
+_TOKEN = re.compile(r"[^\W_]+|(_|[^\w\s])\1*")
+_WORD = re.compile(r"[^\W_]+")
 
 
 def tokens(text: str) -> list[str]:
-    """Fine tokens: runs of word characters, or runs of one punctuation character; whitespace dropped."""
+    """Fine tokens: runs of letters and digits, or runs of one punctuation character (``_`` included);
+    whitespace dropped."""
     return [m.group(0) for m in _TOKEN.finditer(text)]
 
 
