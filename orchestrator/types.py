@@ -100,7 +100,8 @@ class Completion(BaseModel):
     )
     notes: list[str] = Field(
         default_factory=list,
-        description="what the client noticed and repaired: usage_missing, text_repaired, secret_redacted",
+        description="what the client noticed and repaired: usage_missing, text_repaired, secret_redacted; "
+        "coalesced (the answer of an identical request that was in flight, shared as a cache hit)",
     )
     raw: dict[str, Any] | None = Field(default=None, repr=False, description="the raw response body")
 

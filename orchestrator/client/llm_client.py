@@ -44,6 +44,7 @@ from ..providers.http import HttpPool
 from ..types import Completion, Issue, Message, Usage
 from .answer import as_cache_hit, to_completion
 from .cache import ResponseCache, cache_key
+from .in_flight import InFlight
 from .ledger import Ledger, reserve_attempt, settle_failed_attempt
 from .limits import LIMITER, Bucket, BucketPaused, Limiter, buckets_for
 from .pricing import worst_case_cost, worst_case_prompt_tokens
@@ -148,6 +149,7 @@ class LLMClient:
         else:
             self.cache = cache or None
         self._background = BackgroundLoop()
+        self.in_flight = InFlight()
 
     # ----------------------------------------------------------------- public API
 
@@ -235,8 +237,9 @@ class LLMClient:
             call.streaming = (stream or on_delta is not None) and call.adapter.can_stream(call.spec)
             call.forward = on_delta
             last = i == len(chain) - 1
-            if cache == "use" and self.cache is not None and call.cacheable:
-                hit = self._cached(call, ledgers)
+            shareable = cache == "use" and self.cache is not None and call.cacheable
+            if shareable:
+                hit = self._cached(call, ledgers) or await self._twin_answer(call, ledgers)
                 if hit is not None:
                     if on_delta is not None and hit.text:
                         on_delta(hit.text)  # a stored answer arrives whole
@@ -269,7 +272,10 @@ class LLMClient:
                 continue
             tried.append(model_id)
             try:
-                completion = await self._call_model(call, ledgers, spend, cache=cache, ttl_s=ttl_s)
+                with self.in_flight.lead(call.key, enabled=shareable) as lead:
+                    completion = await self._call_model(call, ledgers, spend, cache=cache, ttl_s=ttl_s)
+                    if lead is not None:
+                        lead.set_result(completion)
                 if not call.streaming and on_delta is not None and completion.text:
                     on_delta(completion.text)  # a provider that does not stream: the answer in one piece
             except E.ProviderError as exc:
@@ -443,6 +449,19 @@ class LLMClient:
         if hit is None:
             return None
         as_cache_hit(hit, call.spec.id, call.req.mode, call.key, time.perf_counter() - started)
+        for lg in ledgers:
+            lg.record(hit)
+        return hit
+
+    async def _twin_answer(self, call: _Call, ledgers: list[Ledger]) -> Completion | None:
+        """The answer of an identical request already in flight, as this call's cache hit (None: none)."""
+        started = time.perf_counter()
+        twin = await self.in_flight.wait(call.key)
+        if twin is None:
+            return None
+        hit = as_cache_hit(twin.model_copy(deep=True), call.spec.id, call.req.mode, call.key, 0.0)
+        hit.latency_s = time.perf_counter() - started  # what this call waited
+        hit.notes.append("coalesced")
         for lg in ledgers:
             lg.record(hit)
         return hit
