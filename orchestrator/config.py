@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 from .errors import ConfigError, UnknownModelError
 from .modes import MODES as _MODES
 from .providers import provider_names, sampling_problems
+from .providers.sampling import local_option_problems
 
 MODES = _MODES  # the mode registry (modes.py): built-in modes, then the task files a config loads
 CONFIG_NAME = "orchestrator.toml"
@@ -330,6 +331,8 @@ def _model_problems(
         if key not in invalid:
             for problem in sampling_problems(provider, {key.rsplit(".", 1)[-1]: value}):
                 problems.append(f"{where} key '{key}': {problem}")
+    if provider == "local" and spec is not None:
+        problems.extend(f"{where} {problem}" for problem in local_option_problems(spec.options))
     return spec, problems
 
 

@@ -19,6 +19,7 @@ from orchestrator.errors import BadRequestError, ConfigError
 from orchestrator.providers import SAMPLING_RANGES, check_call_params, sampling_problems
 from orchestrator.routing import Selection, routing_entry
 
+ROOT = Path(__file__).resolve().parents[1]
 GOOD_MODEL = '[models."baseline/rules"]\nprovider = "baseline"\n'
 
 
@@ -522,3 +523,39 @@ def test_cli_exits_2_naming_file_and_key(tmp_path, case) -> None:
     assert proc.stderr.startswith("orchestrator: error: "), proc.stderr
     assert str(bad) in proc.stderr and needle in proc.stderr, proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [
+        ("{ slots = 0 }", "'options.slots': a whole number from 1 to 16, got 0"),
+        ('{ slots = "2" }', "'options.slots': a whole number from 1 to 16, got '2'"),
+        (
+            "{ sampling = { repeat_penalty = -1.0 } }",
+            "'options.sampling.repeat_penalty': float >= 0.0, got -1.0",
+        ),
+        ("{ sampling = { min_p = 2 } }", "'options.sampling.min_p': float in [0.0, 1.0], got 2"),
+        ("{ sampling = { top_k = 2.5 } }", "'options.sampling.top_k': int >= 0, got 2.5"),
+        ("{ sampling = { dry_mult = 0.8 } }", "'options.sampling.dry_mult': not a llama.cpp sampling field"),
+        ('{ sampling = { stop = "\\n" } }', "'options.sampling.stop': a list of non-empty strings"),
+        ("{ sampling = 3 }", "'options.sampling': a table of llama.cpp sampling fields, got 3"),
+    ],
+)
+def test_the_embedded_models_slots_and_sampling_are_checked_on_load(tmp_path, options, shown) -> None:
+    path = write(tmp_path, f'[models."local/x"]\nprovider = "local"\noptions = {options}\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert f'[models."local/x"] key {shown}' in str(info.value)
+
+
+def test_the_shipped_embedded_settings_load_and_reach_the_request(tmp_path) -> None:
+    from orchestrator.providers.base import ChatRequest
+    from orchestrator.providers.local import ADAPTER
+    from orchestrator.types import Message
+
+    for config in (ROOT / "orchestrator.toml", ROOT / "orchestrator" / "default.toml"):
+        spec = load_config(config).model_spec("local/smollm2")
+        req = ChatRequest(spec=spec, messages=[Message(role="user", content="hi")], params={"max_tokens": 8})
+        body = ADAPTER.body(req)
+        assert body["repeat_penalty"] == 1.1 and body["dry_multiplier"] == 0.8, config
+        assert spec.options["slots"] == 1 and spec.params_for("classify")["max_tokens"] == 96

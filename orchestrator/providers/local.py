@@ -7,8 +7,9 @@ with it on, the first call at temperature 0 can differ from later identical call
 answers matter more here than the few milliseconds it saves.
 
 Sampling options llama.cpp takes beyond the common parameters (``repeat_penalty``, the DRY sampler,
-``stop``, ``top_k``, ``min_p``) are passed from ``options.sampling``; a task's ``[models.X.modes.T]`` table
-may set them too under ``options``.
+``stop``, ``top_k``, ``min_p``; see :data:`~orchestrator.providers.sampling.LOCAL_SAMPLING`) are passed from
+``options.sampling``, checked when the config loads. They apply to every task of the model: a per-task
+``[models.X.modes.T]`` table sets the common parameters only (max_tokens, temperature, top_p, seed).
 """
 
 from __future__ import annotations
@@ -23,23 +24,10 @@ from typing import Any
 from .. import errors as E
 from .base import Adapter, ChatRequest, ProviderResponse
 from .openai import OpenAIStream, openai_usage
+from .sampling import LOCAL_SAMPLING
 
 DEFAULT_N_CTX = 4096
 DEFAULT_SLOTS = 1
-# llama.cpp sampling fields a config may set through options.sampling (checked when the config loads)
-SAMPLING_FIELDS = (
-    "repeat_penalty",
-    "repeat_last_n",
-    "presence_penalty",
-    "frequency_penalty",
-    "dry_multiplier",
-    "dry_base",
-    "dry_allowed_length",
-    "dry_penalty_last_n",
-    "top_k",
-    "min_p",
-    "stop",
-)
 
 
 class LocalEngine:
@@ -139,7 +127,7 @@ class LocalAdapter(Adapter):
             body["top_p"] = p["top_p"]
         sampling = req.spec.options.get("sampling")
         if isinstance(sampling, dict):
-            body.update({k: v for k, v in sampling.items() if k in SAMPLING_FIELDS})
+            body.update({k: v for k, v in sampling.items() if k in LOCAL_SAMPLING or k == "stop"})
         if req.schema is not None:
             # llama.cpp turns the schema into a grammar: the output is constrained to valid JSON. A stop
             # sequence could cut the JSON short, so none applies.

@@ -140,3 +140,52 @@ def check_call_params(spec: ModelSpec, params: Mapping[str, Any]) -> None:
     problems = sampling_problems(spec.provider, params)
     if problems:
         raise BadRequestError("; ".join(problems) + "; not sent", provider=spec.provider, model=spec.id)
+
+
+# llama.cpp sampling fields the embedded model takes from ``options.sampling`` (beyond the common parameters),
+# each with the type and range llama.cpp's server accepts
+LOCAL_SAMPLING: dict[str, tuple[type, float | None, float | None]] = {
+    "repeat_penalty": (float, 0.0, None),
+    "repeat_last_n": (int, -1, None),
+    "presence_penalty": (float, -2.0, 2.0),
+    "frequency_penalty": (float, -2.0, 2.0),
+    "dry_multiplier": (float, 0.0, None),
+    "dry_base": (float, 1.0, None),
+    "dry_allowed_length": (int, 0, None),
+    "dry_penalty_last_n": (int, -1, None),
+    "top_k": (int, 0, None),
+    "min_p": (float, 0.0, 1.0),
+}
+MAX_LOCAL_SLOTS = 16
+
+
+def local_option_problems(options: Mapping[str, Any]) -> list[str]:
+    """What is wrong with an embedded model's ``options.slots`` and ``options.sampling`` (empty: fine)."""
+    problems: list[str] = []
+    slots = options.get("slots")
+    if slots is not None and (
+        isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= MAX_LOCAL_SLOTS
+    ):
+        problems.append(f"key 'options.slots': a whole number from 1 to {MAX_LOCAL_SLOTS}, got {slots!r}")
+    sampling = options.get("sampling")
+    if sampling is None:
+        return problems
+    if not isinstance(sampling, Mapping):
+        return [*problems, f"key 'options.sampling': a table of llama.cpp sampling fields, got {sampling!r}"]
+    for name, value in sampling.items():
+        if name == "stop":
+            if not (isinstance(value, list) and all(isinstance(v, str) and v for v in value)):
+                problems.append(f"key 'options.sampling.stop': a list of non-empty strings, got {value!r}")
+            continue
+        if name not in LOCAL_SAMPLING:
+            known = ", ".join([*LOCAL_SAMPLING, "stop"])
+            problems.append(f"key 'options.sampling.{name}': not a llama.cpp sampling field (known: {known})")
+            continue
+        kind, low, high = LOCAL_SAMPLING[name]
+        ok = not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else int)
+        if ok and isinstance(value, float) and value != value:
+            ok = False
+        if not ok or (low is not None and value < low) or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+            problems.append(f"key 'options.sampling.{name}': {kind.__name__} {bounds}, got {value!r}")
+    return problems
