@@ -405,3 +405,27 @@ def test_classification_report_per_model():
         assert report.loc[model, "f1_per_repo"] == pytest.approx(_sklearn_repo_f1(rows), abs=1e-9)
         assert report.loc[model, "invalid_rate"] == pytest.approx((pred == "<invalid>").mean())
     assert {"f1:acme/a", "f1:acme/b", "f1:acme/c"} <= set(report.columns)
+
+
+def test_summary_table_ttft_and_tokens_per_second_over_streamed_calls_only():
+    cells = pd.DataFrame(
+        {
+            "model": ["s"] * 5 + ["w"] * 2,
+            "mode": ["fix"] * 7,
+            "issue_id": ["a", "b", "c", "d", "e", "a", "b"],
+            "repeat": [0] * 7,
+            "score": [1.0] * 7,
+            "error_type": ["", "", "", "", "timeout", "", ""],
+            "latency_s": [1.0, 2.0, 3.0, 4.0, 9.0, 1.0, 1.0],
+            "ttft_s": [0.1, 0.2, 0.3, 0.9, 5.0, np.nan, np.nan],  # the failed cell's TTFT is left out
+            "output_tps": [10.0, 20.0, 30.0, 40.0, 1.0, np.nan, np.nan],
+            "from_cache": [False, False, False, False, False, False, False],
+        }
+    )
+    s = summary_table(cells, n_boot=100).set_index("model")
+    assert s.loc["s", "ttft_p50"] == pytest.approx(0.25)
+    assert s.loc["s", "ttft_p95"] == pytest.approx(np.quantile([0.1, 0.2, 0.3, 0.9], 0.95))
+    assert s.loc["s", "output_tps_p50"] == pytest.approx(25.0)
+    assert np.isnan(s.loc["w", "ttft_p50"]) and np.isnan(s.loc["w", "output_tps_p50"])  # whole-body calls
+    old = summary_table(cells.drop(columns=["ttft_s", "output_tps"]), n_boot=100)  # a run from before
+    assert old["ttft_p50"].isna().all()

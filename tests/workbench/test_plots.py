@@ -100,6 +100,19 @@ def test_latency_boxplots_per_model(tmp_path):
     _assert_png(plots.latency_distribution(_results(["local/smollm2"]), mode="fix"), tmp_path / "lat1.png")
     empty = df.assign(latency_s=np.nan)
     _assert_png(plots.latency_distribution(empty), tmp_path / "lat0.png")
+    assert len(fig.axes) == 1  # nothing streamed: no time-to-first-token panel
+
+
+def test_latency_plot_adds_time_to_first_token_with_tokens_per_second(tmp_path):
+    df = _results(ALL)
+    streamed = df["model"] == ALL[0]
+    df.loc[streamed, "ttft_s"] = df.loc[streamed, "latency_s"] / 4
+    df.loc[streamed, "output_tps"] = 42.0
+    fig = plots.latency_distribution(df)
+    _assert_png(fig, tmp_path / "ttft.png")
+    assert len(fig.axes) == 2 and "first token" in fig.axes[1].get_title()
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == [ALL[0]]
+    assert "42 tok/s" in [t.get_text() for t in fig.axes[1].texts]
 
 
 def test_model_colors_are_stable_and_distinct():
