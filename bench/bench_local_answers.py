@@ -12,7 +12,8 @@ project's orchestrator.toml with its ``options`` (``sampling``, ``slots``) and p
 get a file of their own, since the config has no per-task ``options``. Every call goes through
 ``LLMClient(config, cache=False).complete_sync(issue, model="local/smollm2", mode=task)``, one at a time,
 issue by issue with the configurations interleaved (so a load spike from another process hits all of them
-alike). ``before`` is today's bench: no sampling options, 160 tokens for every task. A name ending in
+alike). ``before`` is the bench before issue 16: no sampling options, 160 tokens for every task;
+``recommended`` is what orchestrator.toml ships since. A name ending in
 ``#2`` reruns its configuration and is compared byte for byte with the first run.
 
 Per configuration and task: the share of degenerate answers (orchestrator.scoring.degenerate), the share
@@ -100,6 +101,7 @@ def write_config(
 ) -> Path:
     """One orchestrator.toml holding only ``local/smollm2`` with these options and per-task max_tokens."""
     options = dict(entry.get("options") or {})
+    options.pop("sampling", None)  # the configuration's own sampling, not the project's (before has none)
     if sampling:
         options["sampling"] = sampling
     if slots:
