@@ -170,12 +170,6 @@ class AnthropicAdapter(HttpAdapter):
         headers["x-api-key"] = api_key(req.spec, self.name) or ""
         return HttpCall(url=f"{self.base_url(req.spec)}/v1/messages", headers=headers, json=self.body(req))
 
-    def build_stream_request(self, req: ChatRequest) -> HttpCall:
-        call = self.build_request(req)
-        call.json["stream"] = True
-        call.headers["accept"] = "text/event-stream"
-        return call
-
     def stream_parser(self, req: ChatRequest) -> AnthropicStream:
         return AnthropicStream(self, req)
 

@@ -9,10 +9,11 @@ only place that touches the network; retries, limits, caching and cost live in t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -239,8 +240,13 @@ class HttpAdapter(Adapter):
     def build_request(self, req: ChatRequest) -> HttpCall:  # pragma: no cover
         raise NotImplementedError
 
-    def build_stream_request(self, req: ChatRequest) -> HttpCall:  # pragma: no cover
-        raise NotImplementedError
+    def build_stream_request(self, req: ChatRequest) -> HttpCall:
+        """The request with ``stream: true`` in its body (most APIs); a provider whose API asks otherwise
+        (OpenAI's ``stream_options``, Gemini's URL) overrides it."""
+        call = self.build_request(req)
+        call.json["stream"] = True
+        call.headers["accept"] = "text/event-stream"
+        return call
 
     def stream_parser(self, req: ChatRequest) -> Any:  # pragma: no cover
         raise NotImplementedError
@@ -324,15 +330,13 @@ class HttpAdapter(Adapter):
         """
         import httpx
 
-        from .http import BadEncoding, BodyTooLarge
-
         spec = req.spec
         call = self.build_request(req)
         # pool = connect: httpx-aiohttp turns the pool timeout into aiohttp's `connect` (which includes
         # opening the connection), so without it the read timeout would bound the connect
         timeout = httpx.Timeout(spec.timeout, connect=spec.connect_timeout, pool=spec.connect_timeout)
         deadline = asyncio.timeout(spec.attempt_deadline)
-        try:
+        with self.reading(req, deadline, "response"):
             async with deadline:
                 response = await pool.post(
                     call.url,
@@ -342,12 +346,26 @@ class HttpAdapter(Adapter):
                     timeout=timeout,
                     max_bytes=spec.max_response_bytes,
                 )
+        return self.read_response(req, response.status_code, response.headers, response.content)
+
+    @contextlib.contextmanager
+    def reading(self, req: ChatRequest, deadline: asyncio.Timeout, what: str) -> Iterator[None]:
+        """The one place where what goes wrong while an answer is read (a whole ``response`` or a
+        ``stream``) becomes a typed error: the attempt's deadline, the size cap, an encoding we did not
+        ask for, and the transport's own exceptions. Each may have been billed."""
+        import httpx
+
+        from .http import BadEncoding, BodyTooLarge
+
+        spec = req.spec
+        try:
+            yield
         except TimeoutError:
             if not deadline.expired():
                 raise
             raise self.err(
                 E.ProviderTimeoutError,
-                f"no complete response within the {spec.attempt_deadline:g} s deadline for one attempt "
+                f"no complete {what} within the {spec.attempt_deadline:g} s deadline for one attempt "
                 "(the model's `deadline`, by default connect_timeout + timeout)",
                 req,
                 maybe_billed=True,
@@ -355,7 +373,8 @@ class HttpAdapter(Adapter):
         except BodyTooLarge as exc:
             raise self.err(
                 E.ResponseTooLargeError,
-                f"{exc}: stopped reading (the model's max_response_bytes is {spec.max_response_bytes:,})",
+                f"{exc}: stopped reading the {what} (the model's max_response_bytes is "
+                f"{spec.max_response_bytes:,})",
                 req,
                 maybe_billed=True,
             ) from None
@@ -363,7 +382,6 @@ class HttpAdapter(Adapter):
             raise self.err(E.MalformedResponseError, str(exc), req, maybe_billed=True) from None
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise self.transport_error(exc, req) from None
-        return self.read_response(req, response.status_code, response.headers, response.content)
 
     def read_response(self, req: ChatRequest, status: int, headers: Any, content: bytes) -> ProviderResponse:
         """Turn a status, headers and body into a ProviderResponse or a typed error (pure).

@@ -124,12 +124,6 @@ class CohereAdapter(HttpAdapter):
         headers["authorization"] = f"Bearer {api_key(req.spec, self.name)}"
         return HttpCall(url=f"{self.base_url(req.spec)}/v2/chat", headers=headers, json=self.body(req))
 
-    def build_stream_request(self, req: ChatRequest) -> HttpCall:
-        call = self.build_request(req)
-        call.json["stream"] = True
-        call.headers["accept"] = "text/event-stream"
-        return call
-
     def stream_parser(self, req: ChatRequest) -> CohereStream:
         return CohereStream(self, req)
 

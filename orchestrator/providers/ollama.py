@@ -100,11 +100,6 @@ class OllamaAdapter(HttpAdapter):
             headers["authorization"] = f"Bearer {key}"
         return HttpCall(url=f"{self.base_url(req.spec)}/api/chat", headers=headers, json=self.body(req))
 
-    def build_stream_request(self, req: ChatRequest) -> HttpCall:
-        call = self.build_request(req)
-        call.json["stream"] = True
-        return call
-
     def stream_parser(self, req: ChatRequest) -> OllamaStream:
         return OllamaStream(self, req)
 

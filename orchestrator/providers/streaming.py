@@ -117,13 +117,11 @@ async def send_stream(
     """
     import httpx
 
-    from .http import BadEncoding, BodyTooLarge
-
     spec = req.spec
     call = adapter.build_stream_request(req)
     timeout = httpx.Timeout(spec.timeout, connect=spec.connect_timeout, pool=spec.connect_timeout)
     deadline = asyncio.timeout(spec.attempt_deadline)
-    try:
+    with adapter.reading(req, deadline, "stream"):
         async with (
             deadline,
             pool.stream(
@@ -150,27 +148,6 @@ async def send_stream(
                     _feed(parser, event, data, on_delta)
             for event, data in decoder.close():
                 _feed(parser, event, data, on_delta)
-    except TimeoutError:
-        if not deadline.expired():
-            raise
-        raise adapter.err(
-            E.ProviderTimeoutError,
-            f"the stream did not finish within the {spec.attempt_deadline:g} s deadline for one attempt "
-            "(the model's `deadline`, by default connect_timeout + timeout)",
-            req,
-            maybe_billed=True,
-        ) from None
-    except BodyTooLarge as exc:
-        raise adapter.err(
-            E.ResponseTooLargeError,
-            f"{exc}: stopped reading the stream (the model's max_response_bytes is {spec.max_response_bytes:,})",
-            req,
-            maybe_billed=True,
-        ) from None
-    except BadEncoding as exc:
-        raise adapter.err(E.MalformedResponseError, str(exc), req, maybe_billed=True) from None
-    except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-        raise adapter.transport_error(exc, req) from None
     if not parser.done:
         raise parser.malformed(
             f"the stream ended before its end marker, after {len(parser.text):,} characters (cut short)"
