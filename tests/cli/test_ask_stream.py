@@ -64,7 +64,8 @@ def test_ask_stream_prints_the_first_token_before_the_second_is_sent(tmp_path) -
         try:
             early = _read_until(proc, b"Guard", timeout=30)
             assert b"Guard" in early, f"the first token was not printed while the rest was held: {early!r}"
-            assert b"parser." not in early and server.sent[0].count == 2  # the second piece is not sent yet
+            sent = server.sent[0]  # counted once its send returned: wait for that, then it stays at 2
+            assert b"parser." not in early and sent.wait(2, 5.0) and sent.count == 2  # the rest is held
             gate.set()
             out, err = proc.communicate(timeout=30)
         finally:
