@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
 import random
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -38,16 +36,16 @@ from typing import Any, Literal, TypeVar
 from .. import errors as E
 from ..config import Config, ModelSpec, load_config
 from ..modes import Mode, build_messages
-from ..providers import check_call_params, get_adapter, provider_info
 from ..providers.base import ChatRequest, ProviderResponse
 from ..providers.http import HttpPool
 from ..types import Completion, Issue, Message, Usage
 from .answer import as_cache_hit, to_completion
-from .cache import ResponseCache, cache_key
+from .cache import ResponseCache
+from .call import PreparedCall as _Call
+from .call import prepare_call, request_key
 from .in_flight import InFlight
 from .ledger import Ledger, reserve_attempt, settle_failed_attempt
 from .limits import LIMITER, Bucket, BucketPaused, Limiter, buckets_for
-from .pricing import worst_case_cost, worst_case_prompt_tokens
 from .retry import (
     BREAKER_ON,
     FALLBACK_ON,
@@ -61,7 +59,7 @@ from .retry import (
     transport_errors,
 )
 from .route import model_chain, route_issue, routed_mode
-from .safety import register_config_secrets, safe_messages
+from .safety import register_config_secrets
 from .streaming import DeltaCallback, StreamProbe, stream_answer, stream_answer_sync
 from .sync import BackgroundLoop
 
@@ -72,39 +70,10 @@ PARAMS = ("temperature", "max_tokens", "top_p", "seed")
 
 
 @dataclass
-class _Call:
-    """One model's share of a ``complete`` call, prepared once."""
-
-    spec: ModelSpec
-    adapter: Any
-    req: ChatRequest
-    key: str
-    prompt_chars: int
-    max_tokens: int
-    cacheable: bool = True  # the provider's answers go through the response cache
-    streaming: bool = False  # attempts stream (the provider can, and the caller asked)
-    forward: DeltaCallback | None = None  # where the safe pieces of a streamed answer go
-
-    # Computed on first use: a cache hit never needs them.
-    @functools.cached_property
-    def worst_prompt_tokens(self) -> int:
-        return worst_case_prompt_tokens(self.req.messages, self.req.schema)
-
-    @functools.cached_property
-    def worst_cost(self) -> float | None:
-        """What one attempt can cost at most; None when the model is unpriced."""
-        return worst_case_cost(self.spec, self.worst_prompt_tokens, self.max_tokens)
-
-
-@dataclass
 class _Spend:
     """What one ``complete`` call has been charged so far, over every attempt and model."""
 
     charged: float = 0.0
-
-
-def _prompt_chars(messages: list[Message]) -> int:
-    return sum(len(m.content) for m in messages)
 
 
 class LLMClient:
@@ -367,16 +336,6 @@ class LLMClient:
 
     # ----------------------------------------------------------------- internals
 
-    def _params(self, spec: ModelSpec, mode: Mode | None, overrides: dict[str, Any]) -> dict[str, Any]:
-        params: dict[str, Any] = dict(mode.defaults) if mode else {}
-        overrides_for = (mode.name if mode.name in spec.modes else mode.task_name) if mode else None
-        for key, value in spec.params_for(overrides_for).items():
-            if value is not None:
-                params[key] = value
-        params.update({k: v for k, v in overrides.items() if v is not None})
-        params.setdefault("max_tokens", spec.max_tokens)
-        return params
-
     def _prepare(
         self,
         spec: ModelSpec,
@@ -386,29 +345,7 @@ class LLMClient:
         repeat: int,
         issue: Issue | None = None,
     ) -> _Call:
-        params = self._params(spec, mode, overrides)
-        if overrides:  # the config's own values were checked when it loaded
-            check_call_params(spec, params)
-        messages = safe_messages(messages)
-        req = ChatRequest(
-            spec=spec,
-            messages=messages,
-            params=params,
-            schema=mode.schema if mode else None,
-            schema_name=re.sub(r"[^A-Za-z0-9_-]", "_", mode.name) if mode else "answer",
-            mode=mode.name if mode else None,
-            issue=issue,
-            config=self.config,
-        )
-        return _Call(
-            spec=spec,
-            adapter=get_adapter(spec.provider),
-            req=req,
-            key=self.request_key(spec, req, mode, repeat),
-            prompt_chars=_prompt_chars(messages),
-            max_tokens=int(params.get("max_tokens") or spec.max_tokens),
-            cacheable=provider_info(spec.provider).cache_answers,
-        )
+        return prepare_call(self.config, spec, messages, mode, overrides, repeat, issue)
 
     @staticmethod
     def _fits(call: _Call) -> bool:
@@ -424,23 +361,10 @@ class LLMClient:
             )
         return buckets
 
-    def request_key(self, spec: ModelSpec, req: ChatRequest, mode: Mode | None, repeat: int) -> str:
-        """The cache key: everything that changes the answer, nothing secret (no key, no headers)."""
-        return cache_key(
-            {
-                "provider": spec.provider,
-                "model": spec.model,
-                "base_url": spec.base_url,
-                "options": {
-                    k: v for k, v in spec.options.items() if k not in ("account_limits", "referer", "title")
-                },
-                "messages": [[m.role, m.content] for m in req.messages],
-                "params": req.params,
-                "schema": req.schema,
-                "mode_version": mode.version if mode else None,
-                "repeat": repeat,
-            }
-        )
+    @staticmethod
+    def request_key(spec: ModelSpec, req: ChatRequest, mode: Mode | None, repeat: int) -> str:
+        """The cache key: everything that changes the answer, nothing secret (see :func:`.call.request_key`)."""
+        return request_key(spec, req, mode, repeat)
 
     def _cached(self, call: _Call, ledgers: list[Ledger]) -> Completion | None:
         assert self.cache is not None
