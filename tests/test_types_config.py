@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.client import LLMClient
+from orchestrator.client.call import call_params
 from orchestrator.config import config_from_dict, find_config_path, load_config
 from orchestrator.errors import ConfigError, UnknownModelError
 from orchestrator.modes import (
@@ -315,19 +316,19 @@ def test_params_precedence_mode_defaults_model_override_kwargs() -> None:
     tuned = client.config.model_spec("openai/tuned")
     explain, summarize = get_mode("explain"), get_mode("summarize")
     # 1. mode defaults where the model says nothing
-    assert client._params(plain, explain, {})["temperature"] == explain.defaults["temperature"]
-    assert client._params(plain, None, {}).get("temperature") is None
-    assert client._params(plain, explain, {})["max_tokens"] == 300
+    assert call_params(plain, explain, {})["temperature"] == explain.defaults["temperature"]
+    assert call_params(plain, None, {}).get("temperature") is None
+    assert call_params(plain, explain, {})["max_tokens"] == 300
     # 2. model config beats mode defaults
-    assert client._params(tuned, summarize, {})["temperature"] == 0.3
-    assert client._params(tuned, summarize, {})["max_tokens"] == 400
+    assert call_params(tuned, summarize, {})["temperature"] == 0.3
+    assert call_params(tuned, summarize, {})["max_tokens"] == 400
     # 3. per-mode override beats the model config
-    p = client._params(tuned, explain, {})
+    p = call_params(tuned, explain, {})
     assert (p["temperature"], p["max_tokens"], p["top_p"], p["seed"]) == (0.9, 100, 0.8, 5)
     # 4. call kwargs beat everything; None means "not given"
-    p = client._params(tuned, explain, {"temperature": 0.05, "max_tokens": 7, "seed": None})
+    p = call_params(tuned, explain, {"temperature": 0.05, "max_tokens": 7, "seed": None})
     assert (p["temperature"], p["max_tokens"], p["seed"]) == (0.05, 7, 5)
-    assert client._params(tuned, None, {"temperature": 0.0})["temperature"] == 0.0
+    assert call_params(tuned, None, {"temperature": 0.0})["temperature"] == 0.0
 
 
 def test_unknown_call_parameter_is_refused() -> None:
