@@ -72,6 +72,21 @@ class ProviderResponse:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# aiohttp's exceptions by name, so that typing an error needs no import: a read or connect timeout, and
+# the failures to connect at all (the request was never sent).
+_AIOHTTP_TIMEOUTS = frozenset({"ServerTimeoutError", "SocketTimeoutError", "ConnectionTimeoutError"})
+_AIOHTTP_NOT_CONNECTED = frozenset(
+    {
+        "ClientConnectorError",
+        "ClientConnectorDNSError",
+        "ClientConnectorSSLError",
+        "ClientConnectorCertificateError",
+        "ClientProxyConnectionError",
+        "ConnectionTimeoutError",
+    }
+)
+
+
 def renamed_params(params: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     """The sampling parameters that are set, under the API's names (``names`` maps ours to theirs)."""
     return {theirs: params[ours] for ours, theirs in names.items() if params.get(ours) is not None}
@@ -295,30 +310,23 @@ class HttpAdapter(Adapter):
     def transport_error(self, exc: Exception, req: ChatRequest) -> E.ProviderError:
         """Type a transport failure by its root cause.
 
+        The default pool raises aiohttp's own exceptions. Through an injected httpx transport,
         httpx-aiohttp maps every aiohttp connection error (refused, reset, server disconnected) to
-        ``httpx.ConnectTimeout``; the aiohttp exception it chains tells what really happened. Only a
-        failure to connect proves the request never reached the server; anything later may be billed.
+        ``httpx.ConnectTimeout`` and chains the aiohttp exception, which tells what really happened. Only
+        a failure to connect proves the request never reached the server; anything later may be billed.
         """
         import httpx
 
-        cause = exc.__cause__
-        timed_out = isinstance(cause, (TimeoutError, asyncio.TimeoutError)) or type(cause).__name__ in (
-            "ServerTimeoutError",
-            "SocketTimeoutError",
-            "ConnectionTimeoutError",
-        )
-        if cause is None:
-            timed_out = isinstance(exc, httpx.TimeoutException)
-        never_sent = isinstance(exc, httpx.ConnectError) or type(cause).__name__ in (
-            "ClientConnectorError",
-            "ClientConnectorDNSError",
-            "ConnectionTimeoutError",
-        )
+        root: BaseException = exc
+        if isinstance(exc, httpx.HTTPError) and exc.__cause__ is not None:
+            root = exc.__cause__
+        name = type(root).__name__
+        timed_out = isinstance(root, (TimeoutError, httpx.TimeoutException)) or name in _AIOHTTP_TIMEOUTS
+        never_sent = isinstance(root, httpx.ConnectError) or name in _AIOHTTP_NOT_CONNECTED
         billed = not never_sent
         if timed_out:
-            name = type(cause or exc).__name__
             return self.err(E.ProviderTimeoutError, f"timed out ({name})", req, maybe_billed=billed)
-        detail = f"{type(cause or exc).__name__}: {cause or exc}"
+        detail = f"{name}: {root}"
         return self.err(E.ConnectionFailedError, f"connection failed: {detail}", req, maybe_billed=billed)
 
     async def send(self, req: ChatRequest, pool: HttpPool) -> ProviderResponse:
@@ -328,13 +336,11 @@ class HttpAdapter(Adapter):
         a server that drips one byte a second never trips the per-read timeout, but trips this. The body
         is read within ``spec.max_response_bytes`` (compressed and decoded, see :mod:`orchestrator.providers.http`).
         """
-        import httpx
+        from .http import RequestTimeout
 
         spec = req.spec
         call = self.build_request(req)
-        # pool = connect: httpx-aiohttp turns the pool timeout into aiohttp's `connect` (which includes
-        # opening the connection), so without it the read timeout would bound the connect
-        timeout = httpx.Timeout(spec.timeout, connect=spec.connect_timeout, pool=spec.connect_timeout)
+        timeout = RequestTimeout(read=spec.timeout, connect=spec.connect_timeout)
         deadline = asyncio.timeout(spec.attempt_deadline)
         with self.reading(req, deadline, "response"):
             async with deadline:
@@ -353,6 +359,7 @@ class HttpAdapter(Adapter):
         """The one place where what goes wrong while an answer is read (a whole ``response`` or a
         ``stream``) becomes a typed error: the attempt's deadline, the size cap, an encoding we did not
         ask for, and the transport's own exceptions. Each may have been billed."""
+        import aiohttp
         import httpx
 
         from .http import BadEncoding, BodyTooLarge
@@ -360,8 +367,10 @@ class HttpAdapter(Adapter):
         spec = req.spec
         try:
             yield
-        except TimeoutError:
+        except TimeoutError as exc:
             if not deadline.expired():
+                if type(exc).__name__ in _AIOHTTP_TIMEOUTS:  # a read or connect timeout of the pool
+                    raise self.transport_error(exc, req) from None
                 raise
             raise self.err(
                 E.ProviderTimeoutError,
@@ -381,6 +390,8 @@ class HttpAdapter(Adapter):
         except BadEncoding as exc:
             raise self.err(E.MalformedResponseError, str(exc), req, maybe_billed=True) from None
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            raise self.transport_error(exc, req) from None
+        except aiohttp.ClientError as exc:
             raise self.transport_error(exc, req) from None
 
     def read_response(self, req: ChatRequest, status: int, headers: Any, content: bytes) -> ProviderResponse:

@@ -1,8 +1,8 @@
 """Pooled HTTP clients and the one bounded way to read a response.
 
-One ``httpx.AsyncClient`` per (event loop, base URL), on the aiohttp transport: a plain
-``httpx.AsyncClient`` slows to 10-12x the latency limit at 64 requests in flight (encode/httpx#3215); the
-httpx-aiohttp transport stays near 1.1x. Tests may pass any ``httpx.AsyncBaseTransport`` instead.
+One ``aiohttp.ClientSession`` per event loop: a plain ``httpx.AsyncClient`` slows to 10-12x the latency
+limit at 64 requests in flight (encode/httpx#3215), and httpx on the aiohttp transport still spends 0.23 ms
+per call on its own objects (:class:`HttpPool`). An injected ``httpx.AsyncBaseTransport`` keeps httpx.
 
 :meth:`HttpPool.post` streams the body and stops it at ``max_bytes``, counted twice: on the wire
 (compressed) and after decoding, so a decompression bomb (1 MiB of gzip that inflates to 1 GiB) or an
@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import weakref
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -56,13 +57,6 @@ def _shared_ssl_context():
     if _ssl_context is None:
         _ssl_context = httpx.create_ssl_context(trust_env=True)
     return _ssl_context
-
-
-def _default_transport(max_connections: int) -> httpx.AsyncBaseTransport:
-    from httpx_aiohttp import AiohttpTransport
-
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return AiohttpTransport(verify=_shared_ssl_context(), limits=limits, trust_env=True)
 
 
 class _Decoder:
@@ -118,44 +112,111 @@ class _Decoder:
             out.append(piece)
 
 
+class RequestTimeout(NamedTuple):
+    """Seconds to wait: ``read`` for each read of the answer, ``connect`` to get a connection (a pooled
+    one or a new one, including TLS)."""
+
+    read: float
+    connect: float
+
+
 class HttpPool:
-    """Hands out one pooled client per base URL for the running event loop."""
+    """Hands out one pooled session per event loop (per base URL with an injected httpx transport).
+
+    The default is aiohttp itself. httpx's request and response objects on top of the same aiohttp
+    transport cost 0.23 ms of CPU per call, the largest single share of a grid cell at 256 in flight
+    (bench/bench_grid.py: 20,000 calls at C=256, raw httpx + httpx-aiohttp 13.4 s, raw aiohttp 8.7 s).
+    A ``transport_factory`` (any ``httpx.AsyncBaseTransport``: a mock, a proxy) keeps the httpx path.
+    """
 
     def __init__(
         self,
         transport_factory: Callable[[], httpx.AsyncBaseTransport] | None = None,
         max_connections: int = 256,
     ) -> None:
-        self._factory = transport_factory or (lambda: _default_transport(max_connections))
-        self._clients: dict[tuple[int, str], httpx.AsyncClient] = {}
-        self._urls: dict[str, httpx.URL] = {}
+        self._factory = transport_factory
+        self._max_connections = max_connections
+        self._clients: dict[tuple[int, str], Any] = {}
+        self._urls: dict[str, Any] = {}
+        self._proxies: dict[str, tuple[Any, Any]] = {}
+        if transport_factory is None:
+            # a pool dropped without aclose() (a test, a notebook cell) closes its sockets quietly
+            # rather than leaving aiohttp to warn "Unclosed client session" at garbage collection
+            weakref.finalize(self, _drop_sessions, self._clients)
 
-    def client(self, base_url: str) -> httpx.AsyncClient:
+    def client(self, base_url: str) -> Any:
+        """The pooled session for ``base_url`` on the running loop (created on first use)."""
         loop = asyncio.get_running_loop()
-        key = (id(loop), base_url)
+        key = (id(loop), base_url if self._factory else "")
         client = self._clients.get(key)
-        if client is None or client.is_closed:
-            client = httpx.AsyncClient(transport=self._factory(), follow_redirects=False)
+        if client is None or (client.is_closed if self._factory else client.closed):
+            client = self._new_client()
             self._clients[key] = client
         return client
 
-    def _request(
+    def _new_client(self) -> Any:
+        if self._factory is not None:
+            return httpx.AsyncClient(transport=self._factory(), follow_redirects=False)
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, limit_per_host=self._max_connections, ssl=_shared_ssl_context()
+        )
+        # auto_decompress off: the body is decoded here, within the caps (_Decoder). trust_env off: with it
+        # aiohttp reads the proxy variables and stats ~/.netrc (in a thread) on every request, 0.5 ms of
+        # CPU per call; the proxy is looked up once per URL instead (_proxy_for)
+        return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)
+
+    @contextlib.asynccontextmanager
+    async def _open(
         self,
         url: str,
         base_url: str,
         headers: dict[str, str],
         json_body: dict[str, Any],
-        timeout: httpx.Timeout,
-    ) -> tuple[httpx.AsyncClient, httpx.Request]:
+        timeout: RequestTimeout,
+    ) -> AsyncIterator[Any]:
+        """POST and give the response (aiohttp's or httpx's) with its body still unread."""
         client = self.client(base_url)
         # surrogatepass: a lone surrogate that slipped through must not crash the send; the server
         # sees the bytes and answers (or refuses) like any other request
         content = json.dumps(json_body, ensure_ascii=False).encode("utf-8", "surrogatepass")
         headers = {"content-type": "application/json", "accept-encoding": ACCEPT_ENCODING, **headers}
         parsed = self._urls.get(url)
-        if parsed is None:  # parsing a URL costs more than the rest of building the request
-            parsed = self._urls[url] = httpx.URL(url)
-        return client, client.build_request("POST", parsed, content=content, headers=headers, timeout=timeout)
+        if self._factory is not None:
+            if parsed is None:  # parsing a URL costs more than the rest of building the request
+                parsed = self._urls[url] = httpx.URL(url)
+            limits = httpx.Timeout(timeout.read, connect=timeout.connect, pool=timeout.connect)
+            request = client.build_request("POST", parsed, content=content, headers=headers, timeout=limits)
+            response = await client.send(request, stream=True)
+            try:
+                yield _HttpxResponse(response)
+            finally:
+                await response.aclose()
+            return
+        import aiohttp
+        from yarl import URL
+
+        if parsed is None:
+            parsed = self._urls[url] = URL(url)
+            self._proxies[url] = _proxy_for(parsed)
+        limits = aiohttp.ClientTimeout(
+            total=None, connect=timeout.connect, sock_connect=timeout.connect, sock_read=timeout.read
+        )
+        proxy, proxy_auth = self._proxies[url]
+        response = await client.post(
+            parsed,
+            data=content,
+            headers=headers,
+            timeout=limits,
+            allow_redirects=False,
+            proxy=proxy,
+            proxy_auth=proxy_auth,
+        )
+        try:
+            yield _AiohttpResponse(response)
+        finally:
+            response.release()
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -165,16 +226,12 @@ class HttpPool:
         base_url: str,
         headers: dict[str, str],
         json_body: dict[str, Any],
-        timeout: httpx.Timeout,
+        timeout: RequestTimeout,
         max_bytes: int,
     ) -> AsyncIterator[StreamingBody]:
         """POST ``json_body`` and give the response while its body still arrives, under the same caps."""
-        client, request = self._request(url, base_url, headers, json_body, timeout)
-        response = await client.send(request, stream=True)
-        try:
+        async with self._open(url, base_url, headers, json_body, timeout) as response:
             yield StreamingBody(response, max_bytes)
-        finally:
-            await response.aclose()
 
     async def post(
         self,
@@ -183,31 +240,71 @@ class HttpPool:
         base_url: str,
         headers: dict[str, str],
         json_body: dict[str, Any],
-        timeout: httpx.Timeout,
+        timeout: RequestTimeout,
         max_bytes: int,
     ) -> BodyResponse:
         """POST ``json_body`` and read the answer, raising :class:`BodyTooLarge` past ``max_bytes``
         (compressed or decoded) and :class:`BadEncoding` for an encoding we did not ask for."""
-        client, request = self._request(url, base_url, headers, json_body, timeout)
-        response = await client.send(request, stream=True)
-        try:
+        async with self._open(url, base_url, headers, json_body, timeout) as response:
             return BodyResponse(
                 response.status_code, response.headers, await _read_bounded(response, max_bytes)
             )
-        finally:
-            await response.aclose()
 
     async def aclose(self) -> None:
-        """Close the clients that belong to the running loop."""
+        """Close the sessions that belong to the running loop."""
         loop_id = id(asyncio.get_running_loop())
         for key in [k for k in self._clients if k[0] == loop_id]:
-            await self._clients.pop(key).aclose()
+            client = self._clients.pop(key)
+            await (client.aclose() if self._factory is not None else client.close())
+
+
+def _proxy_for(url: Any) -> tuple[Any, Any]:
+    """The proxy the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) names for ``url``, if any."""
+    from aiohttp.helpers import get_env_proxy_for_url
+
+    try:
+        return get_env_proxy_for_url(url)
+    except LookupError:
+        return None, None
+
+
+def _drop_sessions(sessions: dict[tuple[int, str], Any]) -> None:
+    for session in sessions.values():
+        connector = session.connector
+        if connector is not None and not connector.closed:
+            with contextlib.suppress(Exception):  # its loop may be closed already
+                connector.close()
+    sessions.clear()
+
+
+class _AiohttpResponse:
+    """An aiohttp response as the readers below see it: status, headers, raw chunks as they arrive."""
+
+    def __init__(self, response: Any) -> None:
+        self.status_code: int = response.status
+        self.headers = response.headers  # case-insensitive .get(), like httpx's
+        self._content = response.content
+
+    def raw_chunks(self) -> AsyncIterator[bytes]:
+        return self._content.iter_any()
+
+
+class _HttpxResponse:
+    """An httpx response (an injected transport) as the readers below see it."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self._response = response
+
+    def raw_chunks(self) -> AsyncIterator[bytes]:
+        return self._response.aiter_raw()
 
 
 class StreamingBody:
     """A response whose body is read as it arrives, within the caps (see :meth:`HttpPool.stream`)."""
 
-    def __init__(self, response: httpx.Response, max_bytes: int) -> None:
+    def __init__(self, response: _AiohttpResponse | _HttpxResponse, max_bytes: int) -> None:
         self.status_code = response.status_code
         self.headers = response.headers
         self._response = response
@@ -222,13 +319,13 @@ class StreamingBody:
         return await _read_bounded(self._response, self._max_bytes)
 
 
-async def _iter_bounded(response: httpx.Response, max_bytes: int) -> AsyncIterator[bytes]:
+async def _iter_bounded(response: _AiohttpResponse | _HttpxResponse, max_bytes: int) -> AsyncIterator[bytes]:
     length = response.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes:
         raise BodyTooLarge("compressed, by its content-length", max_bytes)
     decoder = _Decoder(response.headers.get("content-encoding", ""), max_bytes)
     wire = 0
-    async for chunk in response.aiter_raw():
+    async for chunk in response.raw_chunks():
         wire += len(chunk)
         if wire > max_bytes:
             raise BodyTooLarge("compressed", max_bytes)
@@ -242,5 +339,5 @@ async def _iter_bounded(response: httpx.Response, max_bytes: int) -> AsyncIterat
         yield piece
 
 
-async def _read_bounded(response: httpx.Response, max_bytes: int) -> bytes:
+async def _read_bounded(response: _AiohttpResponse | _HttpxResponse, max_bytes: int) -> bytes:
     return b"".join([piece async for piece in _iter_bounded(response, max_bytes)])

@@ -115,11 +115,11 @@ async def send_stream(
     request with one JSON body (some OpenAI-compatible servers) is parsed as one and its text given at once.
     A stream that ends before its end marker is a :class:`~orchestrator.errors.MalformedResponseError`.
     """
-    import httpx
+    from .http import RequestTimeout
 
     spec = req.spec
     call = adapter.build_stream_request(req)
-    timeout = httpx.Timeout(spec.timeout, connect=spec.connect_timeout, pool=spec.connect_timeout)
+    timeout = RequestTimeout(read=spec.timeout, connect=spec.connect_timeout)
     deadline = asyncio.timeout(spec.attempt_deadline)
     with adapter.reading(req, deadline, "stream"):
         async with (

@@ -385,7 +385,9 @@ def test_the_sse_decoder_gives_the_same_events_however_the_bytes_are_cut(size) -
 
 def test_a_cached_answer_streams_whole_and_its_old_timings_are_not_reported(server, monkeypatch) -> None:
     monkeypatch.setenv("STREAM_TEST_KEY", KEY)
-    server.stream(openai_events(PIECES, model="m", prompt_tokens=3, completion_tokens=5), delays={3: 0.1})
+    # the first piece waits 50 ms: far longer than a cache lookup, even on a loaded machine
+    events = openai_events(PIECES, model="m", prompt_tokens=3, completion_tokens=5)
+    server.stream(events, delays={0: 0.05, 3: 0.1})
     client = LLMClient(config_for({"p/m": model_table("openai", server.url + "/v1")}), sleep=Sleeps())
     try:
         first_pieces, first = collect(client, "p/m")
