@@ -417,7 +417,7 @@ def estimate_grid(
             if state is not None and not (retry_errors and state != ""):
                 continue
             spec, mode_obj = specs[model], mode_objs[mode]
-            # the seed each repeat is sent with, as runner._call_cell gives it
+            # the seed each repeat is sent with, as cells.call_cell gives it
             overrides = {"seed": (spec.seed or 0) + repeat} if repeat > 0 else {}
             call = client._prepare(spec, build_messages(issue, mode_obj), mode_obj, overrides, repeat)
             planned.append((issue, model, mode, call))

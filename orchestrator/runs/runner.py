@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors as E
 from ..modes import MODES, get_mode
 from ..types import Issue
+from .cells import call_cell
 from .lock import RunLock
 from .plan import (
     GridPlan,
@@ -111,12 +112,21 @@ async def run_grid(
     store: ResultStore | None = None,
     training: Training = None,
     stream: bool = True,
+    executor: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    worker_cpus: float = 1.0,
 ) -> RunSummary:
     """Run every (issue, model, mode, repeat) cell and store each result as it finishes.
 
     ``stream`` (default on): cells of models whose provider streams are sent as streamed requests, so each
     row carries its time to first token (``ttft_s``) and output tokens per second (``output_tps``); the
     answer and its scores are the same either way.
+
+    ``executor="ray"``: the cells run on worker actors of a Ray cluster (:mod:`.ray_executor`): the one at
+    ``address`` (``"auto"``, ``"ray://HOST:PORT"``; default: one started on this machine), ``workers`` of
+    them (default: its CPUs / ``worker_cpus``), ``concurrency`` calls in flight over all of them. Rows,
+    limits, the budget and resuming are the same as in this process.
 
     ``training``: the issues (or a function returning them, called only when a model needs them) that
     models which learn fit on, such as the trained baselines (their dev split; default: the dev issues among
@@ -127,6 +137,14 @@ async def run_grid(
         raise ValueError("run_grid: no issues to run")
     if repeats < 1 or concurrency < 1:
         raise ValueError("run_grid: repeats and concurrency must be >= 1")
+    if executor not in ("local", "ray"):
+        raise ValueError(f"run_grid: executor {executor!r}: 'local' or 'ray'")
+    if workers is not None and workers < 1:
+        raise ValueError("run_grid: workers must be >= 1")
+    if executor == "ray":
+        from .ray_executor import require_ray
+
+        require_ray()
     for mode in modes:
         get_mode(mode)
     from ..tasks.modes import bind_to_issues
@@ -163,6 +181,10 @@ async def run_grid(
         judge_model,
         skip,
         stream,
+        executor,
+        address,
+        workers,
+        worker_cpus,
     )
     own_store = store is None
     store = store or ResultStore(default_db_path(client.config.home))
@@ -273,7 +295,7 @@ async def _run_locked(
             if stop.is_set():
                 summary.skipped_for_budget += 1
                 continue
-            outcome = await _call_cell(client, issue, model, mode, repeat, cache, ledger, run_id, stream)
+            outcome = await call_cell(client, issue, model, mode, repeat, cache, ledger, run_id, stream)
             if halt.is_set():  # nothing can be stored now; the answer is in the response cache
                 return
             if outcome is None:  # budget: the call was not sent
@@ -299,8 +321,8 @@ async def _run_locked(
             if finished.qsize() >= finished.maxsize // 2:
                 flush_now.set()
 
-    def record(rows: list[ResultRow]) -> None:
-        store.write_results(rows, run_id=run_id, run_spent_usd=run_spent())
+    def record(rows: list[ResultRow], spent: float | None = None) -> None:
+        store.write_results(rows, run_id=run_id, run_spent_usd=run_spent() if spent is None else spent)
         for row in rows:
             summary.cells_run += 1
             if row.error_type:
@@ -374,9 +396,22 @@ async def _run_locked(
                         await asyncio.sleep(0)
             await asyncio.shield(writing)
 
+    remote = None  # what Ray workers spent and saved
+
+    async def work_on_ray() -> None:
+        nonlocal remote
+        from .ray_executor import run_on_ray
+
+        saving = asyncio.create_task(asyncio.to_thread(store.save_issues, run_id, issues))
+        try:
+            remote = await run_on_ray(client, plan, run_id, todo, record, stop.set, spent_before)
+            summary.skipped_for_budget += remote.not_run
+        finally:
+            await saving
+
     status = "failed"
     try:
-        await work()
+        await (work_on_ray() if plan.executor == "ray" else work())
         status = "budget_exhausted" if stop.is_set() else "finished"
     except (asyncio.CancelledError, KeyboardInterrupt):
         status = "interrupted"
@@ -385,8 +420,8 @@ async def _run_locked(
         summary.message = _failure_message(exc, summary, run_id, cache)
     finally:
         summary.status = status
-        summary.spent_usd = ledger.spent_usd
-        summary.saved_usd = ledger.saved_usd
+        summary.spent_usd = ledger.spent_usd + (remote.spent_usd if remote else 0.0)
+        summary.saved_usd = ledger.saved_usd + (remote.saved_usd if remote else 0.0)
         summary.wall_s = time.perf_counter() - started
         try:
             store.set_status(run_id, status, summary.message, spent_before + ledger.spent_usd)
@@ -447,103 +482,3 @@ def _progress(total: int, done: int, enabled: bool, run_id: str):
         disable=os.environ.get("ORCHESTRATOR_NO_PROGRESS") == "1",
         mininterval=1.0,
     )
-
-
-async def _call_cell(
-    client: LLMClient,
-    issue: Issue,
-    model: str,
-    mode: str,
-    repeat: int,
-    cache: bool,
-    ledger: Any,
-    run_id: str,
-    stream: bool = True,
-) -> tuple[ResultRow, Any] | None:
-    """Call the model for one cell: (row without scores, completion or None on error), or None on budget."""
-    spec = client.config.model_spec(model)
-    overrides: dict[str, Any] = {}
-    if repeat > 0:
-        overrides["seed"] = (spec.seed or 0) + repeat
-    mode_obj = get_mode(mode)
-    label_field = mode_obj.scorer_params.get("field") if mode_obj.scorer == "label" else None
-    row = ResultRow(
-        run_id=run_id,
-        issue_id=issue.id,
-        model=model,
-        mode=mode,
-        repeat=repeat,
-        repo=issue.repo,
-        split=issue.split,
-        gold_type=issue.gold.type if label_field is None else _text(issue.gold.value_of(label_field)),
-        started_at=now_iso(),
-        task=mode_obj.task_name,
-        prompt=mode_obj.prompt,
-        prompt_version=mode_obj.version,
-    )
-    try:
-        completion = await client.complete(
-            issue,
-            model=model,
-            mode=mode,
-            repeat=repeat,
-            cache="use" if cache else "off",
-            ledger=ledger,
-            stream=stream,
-            **overrides,
-        )
-    except E.BudgetExceededError:
-        return None
-    except E.ProviderError as exc:
-        row.error_type = exc.kind
-        row.error_message = str(exc)
-        if isinstance(exc, E.StreamInterruptedError):
-            row.text = exc.partial_text  # what arrived before the stream broke, kept; the cell is an error
-        row.attempts = exc.attempts
-        row.fallback_path = exc.fallback_path
-        row.charged_usd = getattr(exc, "charged_usd", None)
-        return row, None
-    except Exception as exc:  # a bug must not sink the run: record it on the cell
-        row.error_type = "internal"
-        row.error_message = E.redact(f"{type(exc).__name__}: {exc}")
-        return row, None
-    usage = completion.usage
-    row.update(
-        {
-            "request_hash": completion.request_hash,
-            "text": completion.text,
-            "parsed": completion.parsed,
-            "parse_error": completion.parse_error,
-            "input_uncached": usage.input_uncached,
-            "cache_read": usage.cache_read,
-            "cache_write": usage.cache_write,
-            "output": usage.output,
-            "reasoning": usage.reasoning,
-            "cost_usd": completion.cost_usd,
-            "cost_saved_usd": completion.cost_saved_usd,
-            "latency_s": completion.latency_s,
-            "ttft_s": completion.ttft_s,
-            "output_tps": completion.output_tps,
-            "attempts": completion.attempts,
-            "served_model": completion.served_model,
-            "fallback_path": completion.fallback_path,
-            "fallback_reasons": completion.fallback_reasons or None,
-            "from_cache": completion.from_cache,
-            "finish_reason": completion.finish_reason,
-            "charged_usd": completion.charged_usd,
-            "notes": completion.notes or None,
-            "pred_type": _text((completion.parsed or {}).get(_label_key(mode_obj))),
-        }
-    )
-    return row, completion
-
-
-def _label_key(mode: Any) -> str | None:
-    """The answer's field that holds a label: ``type`` for classify, ``label`` for a label task, else none."""
-    if mode.scorer != "label":
-        return None
-    return mode.scorer_params.get("key", "type")
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
