@@ -47,6 +47,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..runs.plan import dataset_label
     from ..runs.runner import run_grid
 
+    if args.executor == "ray":
+        from ..runs.ray_executor import require_ray
+
+        require_ray()  # before anything is loaded: without Ray, say how to install it
+    elif args.address or args.workers:
+        raise UsageError("--address and --workers need --executor ray")
     cfg = load_config(args.config)
     models = args.models or [cfg.default_model]
     _check_models(cfg, models, args.judge)
@@ -101,6 +107,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 judge_model=args.judge,
                 training=training,
                 stream=args.stream,
+                executor=args.executor,
+                address=args.address,
+                workers=args.workers,
+                worker_cpus=args.worker_cpus,
             )
         )
     finally:
@@ -248,6 +258,29 @@ def register(sub) -> None:
         default=True,
         help="stream answers where the provider can, recording time to first token and tokens/s "
         "(default; --no-stream sends whole requests)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="where the cells run: this process (default) or worker actors on a Ray cluster "
+        "(needs the [ray] extra)",
+    )
+    p.add_argument(
+        "--address",
+        help="with --executor ray: the cluster, 'auto' (the one this machine belongs to) or "
+        "ray://HOST:PORT (default: start one on this machine)",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        help="with --executor ray: worker actors (default: the cluster's CPUs)",
+    )
+    p.add_argument(
+        "--worker-cpus",
+        type=non_negative_float,
+        default=1.0,
+        help="with --executor ray: CPUs each worker reserves, so how many a node takes (default: 1)",
     )
     p.add_argument("--judge", help="model id of an LLM judge for explain answers")
     p.add_argument(

@@ -122,6 +122,20 @@ class Ledger:
             self.reserved_usd += estimate
         return estimate
 
+    def extend(self, amount: float) -> None:
+        """Raise the budget by ``amount`` (a worker's lease of a cluster's budget grew)."""
+        with self._lock:
+            self.budget_usd = (self.budget_usd or 0.0) + amount
+
+    def shrink_to_committed(self) -> float:
+        """Lower the budget to what is spent and reserved; returns the part given up (a lease handed back)."""
+        with self._lock:
+            if self.budget_usd is None:
+                return 0.0
+            unused = max(0.0, self.budget_usd - self._spent - self.reserved_usd)
+            self.budget_usd -= unused
+            return unused
+
     def release(self, amount: float) -> None:
         if amount:
             with self._lock:

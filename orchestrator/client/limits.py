@@ -330,10 +330,14 @@ class Limiter:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         *,
         wall: Callable[[], float] = time.time,
+        cluster: Any = None,
     ) -> None:
         self.clock = clock
         self.sleep = sleep
         self.wall = wall
+        # a log with SharedLog's methods that every bucket shares unless given a file: the limits of a
+        # cluster (orchestrator.runs.ray_executor.ClusterLog, over an actor that holds the log)
+        self.cluster = cluster
         self._buckets: dict[tuple[Any, ...], Bucket] = {}
         self._shared: dict[str, SharedLog] = {}
         self._lock = threading.Lock()
@@ -364,6 +368,8 @@ class Limiter:
                 if log is None:
                     log = self._shared[path] = SharedLog(Path(path), span_s=SPAN_S, wall=self.wall)
                 b.shared = log
+            elif b.shared is None and self.cluster is not None:
+                b.shared = self.cluster
             return b
 
     async def acquire(

@@ -273,7 +273,7 @@ def _drop_sessions(sessions: dict[tuple[int, str], Any]) -> None:
         connector = session.connector
         if connector is not None and not connector.closed:
             with contextlib.suppress(Exception):  # its loop may be closed already
-                connector.close()
+                connector._close()  # the synchronous part of close(): the sockets, no waiting
     sessions.clear()
 
 

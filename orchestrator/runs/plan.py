@@ -39,6 +39,10 @@ class GridPlan:
     judge_model: str | None
     skip: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (model, mode) cells left out
     stream: bool = True  # streamed requests where the provider streams (ttft_s, output_tps)
+    executor: str = "local"  # "local": this process; "ray": worker actors on a Ray cluster
+    address: str | None = None  # the Ray cluster: None starts one here, "auto", "ray://HOST:PORT"
+    workers: int | None = None  # Ray workers (default: the cluster's CPUs / worker_cpus)
+    worker_cpus: float = 1.0  # CPUs each Ray worker reserves: how many workers a node takes
 
 
 def grid_cells(

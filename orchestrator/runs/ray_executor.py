@@ -1,0 +1,520 @@
+"""A grid's cells on a Ray cluster: worker actors call the models, the driver stores every row once.
+
+::
+
+    driver (run_grid, executor="ray")                      the cluster
+      the run: store, lease, the cells still to do          CellWorker x N: its own LLMClient (cache,
+      feeds each worker <= 2 batches of c cells  -------->     local engine), c calls in flight, scores
+      writes each row as it streams back (one writer) <----    each answer, streams rows back as they finish
+      a dead worker's unfinished cells go back in line      LimitsActor: the cluster's RPM/TPM/pause log
+                                                            BudgetActor: the budget, leased out worst case first
+
+Guarantees, the same as in one process:
+
+- Rate limits: every worker's limiter shares one :class:`~orchestrator.client.shared_limits.SharedLog`
+  held by the :class:`LimitsActor` (the log the processes of one machine share through a file), so a
+  model's RPM and TPM hold over the cluster; a model's ``max_concurrency`` is split between the workers.
+- Budget: a worker reserves each call's worst case against its lease of the budget and asks the
+  :class:`BudgetActor` (created and owned by the driver) for more when a call does not fit; leases never
+  sum past the cap, so the cap is never crossed. What is leased and not handed back counts as spent.
+- Exactly once: the driver writes a cell's row once (the results table's key is the cell); a row that
+  arrives twice is dropped.
+- A worker that dies (its process killed, its node lost): the cells it held and had not streamed back go
+  back in line and run on whichever worker is free (Ray restarts the dead one). Only its cells in flight
+  may reach the server twice. A driver that dies: resume with the same run id, as in one process.
+
+Secrets never travel through Ray: each worker reads its API keys from its own environment (on a local
+cluster, the driver's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import errors as E
+from ..types import Issue
+
+if TYPE_CHECKING:
+    from ..client.llm_client import LLMClient
+    from .plan import GridPlan
+    from .rows import ResultRow
+
+log = logging.getLogger("orchestrator")
+
+INSTALL_HINT = (
+    "--executor ray needs Ray, an optional extra: pip install 'orchestrator-workbench[ray]' "
+    "(or pip install 'ray>=2.40')"
+)
+BATCHES_PER_WORKER = 2  # batches a worker holds: one running while the next waits, so it never idles
+LEASES_PER_WORKER = 4  # a lease is this fraction of the budget left over the workers: few round trips
+Cell = tuple[Issue, str, str, int]  # (issue, model, mode, repeat): a batch carries its own issues
+
+
+def require_ray() -> Any:
+    """Ray, or a :class:`~orchestrator.errors.UsageError` that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise E.UsageError(INSTALL_HINT) from None
+    return ray
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What every worker needs to run its cells as the driver would."""
+
+    run_id: str
+    cache: bool
+    stream: bool
+    judge_model: str | None
+    concurrency: int  # calls in flight on this worker
+    lease_usd: float | None  # the budget a worker asks for at a time; None without a budget
+    split_limits: dict[str, int] = field(default_factory=dict)  # model -> its max_concurrency per worker
+
+
+@dataclass
+class WorkerReport:
+    """What a worker streams back: finished rows, cells not run for the budget, its spend so far."""
+
+    pid: int
+    rows: list[ResultRow]
+    budget_skipped: list[Cell]
+    spent_usd: float
+    saved_usd: float
+
+
+# ---------------------------------------------------------------------------------------------- actors
+
+
+class LimitsActor:
+    """The cluster's rate-limit log: a SharedLog on this actor's node, which every worker's limiter asks."""
+
+    def __init__(self) -> None:
+        from ..client.limits import SPAN_S
+        from ..client.shared_limits import SharedLog
+
+        self._dir = tempfile.mkdtemp(prefix="orchestrator-limits-")
+        self.log = SharedLog(Path(self._dir) / "limits.sqlite", span_s=SPAN_S)
+
+    def release(self, claims: list[Any], honoured: float) -> Any:
+        return self.log.release(claims, honoured)
+
+    def pause(self, scope: str, seconds: float) -> None:
+        self.log.pause(scope, seconds)
+
+    def set_tokens(self, row: int, tokens: float) -> None:
+        self.log.set_tokens(row, tokens)
+
+    def forget(self, rows: list[int | None]) -> None:
+        self.log.forget(rows)
+
+    def paused_until(self, scope: str) -> float:
+        return self.log.paused_until(scope)
+
+
+class ClusterLog:
+    """A worker's view of the :class:`LimitsActor`, with SharedLog's methods (what the limiter calls).
+
+    Releases wait for the actor's verdict (a request goes out only once it is granted); pauses and usage
+    corrections are sent without waiting (Ray runs one caller's calls to an actor in order). Times are
+    wall clock: the nodes of a cluster keep their clocks within milliseconds (NTP), far inside the 0.1 s
+    slack of every window (:data:`orchestrator.client.limits.SLACK_S`).
+    """
+
+    ok = True
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+        self.wall = time.time
+        self._pauses: dict[str, tuple[float, float]] = {}
+
+    def release(self, claims: Sequence[Any], honoured: float = 0.0) -> Any:
+        import ray
+
+        return ray.get(self.actor.release.remote(list(claims), honoured))
+
+    def pause(self, scope: str, seconds: float) -> None:
+        self.actor.pause.remote(scope, seconds)
+        self._pauses.pop(scope, None)
+
+    def set_tokens(self, row: int, tokens: float) -> None:
+        self.actor.set_tokens.remote(row, tokens)
+
+    def forget(self, rows: Sequence[int | None]) -> None:
+        self.actor.forget.remote(list(rows))
+
+    def paused_until(self, scope: str) -> float:
+        import ray
+
+        from ..client.shared_limits import PAUSE_REFRESH_S
+
+        now = self.wall()
+        read_at, until = self._pauses.get(scope, (float("-inf"), 0.0))
+        if now - read_at >= PAUSE_REFRESH_S:
+            until = ray.get(self.actor.paused_until.remote(scope))
+            self._pauses[scope] = (now, until)
+        return until
+
+
+class BudgetActor:
+    """What is left of a run's budget, leased to the workers; what is leased out counts as spent."""
+
+    def __init__(self, remaining_usd: float) -> None:
+        self.remaining = remaining_usd
+        self.granted = 0.0
+        self.returned = 0.0
+
+    def lease(self, amount: float) -> float:
+        give = min(max(0.0, amount), self.remaining)
+        if give <= 1e-12:
+            return 0.0
+        self.remaining -= give
+        self.granted += give
+        return give
+
+    def give_back(self, amount: float) -> None:
+        amount = max(0.0, amount)
+        self.remaining += amount
+        self.returned += amount
+
+    def outstanding(self) -> float:
+        """Leased and not handed back: an upper bound on what the workers have spent."""
+        return self.granted - self.returned
+
+
+class CellWorker:
+    """One worker: its own LLMClient, ``concurrency`` calls in flight, each answer scored where it ran."""
+
+    def __init__(
+        self,
+        config: Any,
+        modes: dict[str, Any],
+        settings: WorkerSettings,
+        limits: Any = None,
+        budget: Any = None,
+    ) -> None:
+        from ..client.ledger import Ledger
+        from ..client.limits import Limiter
+        from ..client.llm_client import LLMClient
+        from ..modes import register_mode
+
+        for mode in modes.values():  # the driver's modes, bound to the run's issues (labels, floor label)
+            register_mode(mode)
+        for model, limit in settings.split_limits.items():  # this worker's share of the model's concurrency
+            spec = config.models[model]
+            config.models[model] = spec.model_copy(
+                update={"limits": spec.limits.model_copy(update={"max_concurrency": limit})}
+            )
+        self.settings = settings
+        self.budget = budget
+        limiter = Limiter(cluster=ClusterLog(limits)) if limits is not None else Limiter()
+        self.client = LLMClient(config, cache=settings.cache, limiter=limiter)
+        self.ledger = Ledger(budget_usd=0.0 if settings.lease_usd is not None else None)
+        self._gate: asyncio.Semaphore | None = None
+        self._leasing: asyncio.Lock | None = None
+        self._out_of_budget = False
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run_cells(self, cells: list[Cell]) -> Iterator[WorkerReport]:
+        """Run ``cells``; Ray streams each report to the driver as soon as it is yielded."""
+        out: queue.SimpleQueue = queue.SimpleQueue()
+        future = self.client.submit(self._run(cells, out))
+        left = len(cells)
+        while left:
+            items = [out.get()]
+            while True:  # hand over every cell finished meanwhile in one report
+                try:
+                    items.append(out.get_nowait())
+                except queue.Empty:
+                    break
+            left -= len(items)
+            yield self._report(items)
+        future.result()
+        if self.budget is not None:  # what this batch did not need goes back to the others
+            unused = self.ledger.shrink_to_committed()
+            if unused:
+                self.budget.give_back.remote(unused)
+
+    def _report(self, items: list[tuple[str, Any]]) -> WorkerReport:
+        rows = [value for kind, value in items if kind == "row"]
+        skipped = [value for kind, value in items if kind == "budget"]
+        return WorkerReport(os.getpid(), rows, skipped, self.ledger.spent_usd, self.ledger.saved_usd)
+
+    async def _run(self, cells: list[Cell], out: queue.SimpleQueue) -> None:
+        if self._gate is None:  # made on the client's loop, where the calls run
+            self._gate = asyncio.Semaphore(self.settings.concurrency)
+            self._leasing = asyncio.Lock()
+        gate = self._gate
+
+        async def one(cell: Cell) -> None:
+            async with gate:
+                out.put(await self._cell(cell))
+
+        await asyncio.gather(*(one(cell) for cell in cells))
+
+    async def _cell(self, cell: Cell) -> tuple[str, Any]:
+        from .cells import call_cell
+        from .scoring import score_row, score_safely
+        from .store import now_iso
+
+        issue, model, mode, repeat = cell
+        s = self.settings
+        while True:
+            if self._out_of_budget:
+                return "budget", cell
+            outcome = await call_cell(
+                self.client, issue, model, mode, repeat, s.cache, self.ledger, s.run_id, s.stream
+            )
+            if outcome is not None:
+                break
+            if not await self._lease_more():  # the call did not fit this worker's lease
+                self._out_of_budget = True
+        row, completion = outcome
+        if completion is not None:
+            from ..modes import get_mode
+
+            if s.judge_model is not None or get_mode(mode).scorer == "judge":
+                scores = await score_row(
+                    self.client,
+                    issue,
+                    mode,
+                    completion.text,
+                    completion.parsed,
+                    completion.parse_error,
+                    s.judge_model,
+                    self.ledger,
+                )
+            else:
+                scores = score_safely(issue, mode, completion)
+            row.update(scores)
+        row.finished_at = now_iso()
+        return "row", row
+
+    async def _lease_more(self) -> bool:
+        """Ask the budget for another lease; False when nothing is left."""
+        if self.budget is None or self.settings.lease_usd is None:
+            return False
+        assert self._leasing is not None
+        async with self._leasing:
+            if self._out_of_budget:
+                return False
+            granted = await asyncio.wrap_future(self.budget.lease.remote(self.settings.lease_usd).future())
+            if granted <= 0:
+                return False
+            self.ledger.extend(granted)
+            return True
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+@dataclass
+class RayTotals:
+    """What the workers spent and saved, for the run's summary."""
+
+    spent_usd: float = 0.0
+    saved_usd: float = 0.0
+    worker_deaths: int = 0
+    workers: int = 0
+    not_run: int = 0  # cells left when the budget stopped the run
+
+
+def split_concurrency(config: Any, models: Sequence[str], workers: int) -> dict[str, int]:
+    """Each model's ``max_concurrency`` shared out between the workers (its per-worker limit).
+
+    Raises a UsageError naming the model when its limit is below the number of workers: the limit could
+    not hold over the cluster."""
+    out = {}
+    for model in models:
+        limit = config.model_spec(model).limits.max_concurrency
+        if limit is None:
+            continue
+        if limit < workers:
+            raise E.UsageError(
+                f"model {model!r}: max_concurrency = {limit} cannot be split over {workers} Ray workers; "
+                f"use --workers {limit} or fewer, or raise its limit"
+            )
+        out[model] = limit // workers
+    return out
+
+
+def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
+    """Connect to the cluster at ``address`` (``auto``, ``ray://HOST:PORT``), or start one on this machine
+    when it is None; returns whether this call started Ray (and so should shut it down)."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        kwargs.update(include_dashboard=False, num_cpus=num_cpus)
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise E.UsageError(f"--address {address}: could not reach a Ray cluster: {exc}") from None
+    return True
+
+
+async def run_on_ray(
+    client: LLMClient,
+    plan: GridPlan,
+    run_id: str,
+    todo: Sequence[tuple[Issue, str, str, int]],
+    record: Callable[[list[ResultRow], float], None],
+    stopped: Callable[[], None],
+    spent_before: float,
+) -> RayTotals:
+    """Run ``todo`` on Ray workers; ``record(rows, run_spent)`` stores rows as they arrive, ``stopped()``
+    is called once when the budget stops the run. Returns what the workers spent."""
+    ray = require_ray()
+    from ..modes import MODES
+
+    started_ray = connect(plan.address, num_cpus=plan.workers)
+    totals = RayTotals()
+    actors: list[Any] = []
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        n = plan.workers or max(1, int(cpus // plan.worker_cpus))
+        totals.workers = n
+        per_worker = max(1, plan.concurrency // n)
+        split = split_concurrency(client.config, plan.models, n)
+        limited = any(
+            client.config.model_spec(m).limits.rpm
+            or client.config.model_spec(m).limits.tpm
+            or isinstance(client.config.model_spec(m).options.get("account_limits"), dict)
+            for m in {*plan.models, *([plan.judge_model] if plan.judge_model else [])}
+        )
+        limits = ray.remote(LimitsActor).options(num_cpus=0).remote() if limited else None
+        budget = None
+        lease = None
+        if plan.budget_usd is not None:
+            remaining = max(0.0, plan.budget_usd - spent_before)
+            budget = ray.remote(BudgetActor).options(num_cpus=0).remote(remaining)
+            lease = remaining / (LEASES_PER_WORKER * n)
+        settings = WorkerSettings(
+            run_id, plan.cache, plan.stream, plan.judge_model, per_worker, lease, split_limits=split
+        )
+        worker_cls = ray.remote(CellWorker).options(
+            num_cpus=plan.worker_cpus,
+            max_restarts=3,
+            max_task_retries=0,
+            max_concurrency=BATCHES_PER_WORKER + 1,
+        )
+        modes = dict(MODES)
+        actors = [worker_cls.remote(client.config, modes, settings, limits, budget) for _ in range(n)]
+        line: deque[Cell] = deque(todo)
+        stored: set[tuple[str, str, str, int]] = set()
+        spent: dict[int, tuple[float, float]] = {}  # worker pid -> its (spent, saved), the dead ones' kept
+        state: dict[str, Any] = {"stop": False, "batches": 0}
+
+        async def run_spent() -> float:
+            if budget is not None:
+                return spent_before + await budget.outstanding.remote()
+            return spent_before + sum(s for s, _ in spent.values())
+
+        def key(cell: Cell) -> tuple[str, str, str, int]:
+            return (cell[0].id, cell[1], cell[2], cell[3])
+
+        async def feed(actor: Any) -> None:
+            while not state["stop"]:
+                if not line:
+                    if not state["batches"]:
+                        return
+                    await asyncio.sleep(0.05)  # a batch in flight may come back to the line
+                    continue
+                batch = [line.popleft() for _ in range(min(per_worker, len(line)))]
+                state["batches"] += 1
+                try:
+                    ran = await run_batch(actor, batch)
+                finally:
+                    state["batches"] -= 1
+                if not ran and not await _alive(actor):  # died for good: the other workers go on
+                    return
+
+        async def run_batch(actor: Any, batch: list[Cell]) -> bool:
+            """Run one batch on ``actor``, storing its rows as they stream back; False if the actor died."""
+            left = {key(c): c for c in batch}
+            try:
+                async for ref in actor.run_cells.options(num_returns="streaming").remote(batch):
+                    report: WorkerReport = await ref
+                    spent[report.pid] = (report.spent_usd, report.saved_usd)
+                    rows = []
+                    for row in report.rows:
+                        cell_key = (row.issue_id, row.model, row.mode, row.repeat)
+                        left.pop(cell_key, None)
+                        if cell_key not in stored:  # a row that arrives twice is stored once
+                            stored.add(cell_key)
+                            rows.append(row)
+                    for cell in report.budget_skipped:
+                        left.pop(key(cell), None)
+                        if not state["stop"]:
+                            state["stop"] = True
+                            stopped()
+                    if report.budget_skipped:
+                        line.extendleft(report.budget_skipped)  # counted as not run below
+                    if rows:
+                        record(rows, await run_spent())
+            except _actor_errors(ray) as exc:
+                totals.worker_deaths += 1
+                line.extendleft(left.values())  # not streamed back: run again, here or elsewhere
+                log.warning(
+                    "run %s: a Ray worker died (%s); %d of its cells go back in line",
+                    run_id,
+                    type(exc).__name__,
+                    len(left),
+                )
+                return False
+            return True
+
+        await asyncio.gather(*(feed(a) for a in actors for _ in range(BATCHES_PER_WORKER)))
+        if line and not state["stop"]:
+            raise E.OrchestratorError(f"every Ray worker died; {len(line)} cells were not run")
+        totals.not_run = len(line)
+        totals.spent_usd = sum(s for s, _ in spent.values())
+        totals.saved_usd = sum(s for _, s in spent.values())
+        if budget is not None:  # a lease a dead worker never handed back may have been spent
+            totals.spent_usd = max(totals.spent_usd, await budget.outstanding.remote())
+        return totals
+    finally:
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+        if started_ray:
+            ray.shutdown()
+
+
+def _actor_errors(ray: Any) -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [ray.exceptions.RayActorError]
+    unavailable = getattr(ray.exceptions, "ActorUnavailableError", None)
+    if unavailable is not None:
+        found.append(unavailable)
+    return tuple(found)
+
+
+async def _alive(actor: Any, timeout_s: float = 120.0) -> bool:
+    """Whether the actor answers (Ray restarts a dead one, and loading a local model takes a while);
+    False once Ray says it is gone for good or it has not answered within ``timeout_s``."""
+    import ray
+
+    until = time.monotonic() + timeout_s
+    while time.monotonic() < until:
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(actor.pid.remote().future()), until - time.monotonic())
+            return True
+        except ray.exceptions.ActorDiedError:
+            return False
+        except Exception:  # unavailable while it restarts
+            await asyncio.sleep(0.2)
+    return False

@@ -1,0 +1,265 @@
+"""``run_grid(executor="ray")`` on a real local Ray cluster (2 CPUs, started here) against loopback servers.
+
+The cluster is started once for the module (``ray.init`` takes 5-15 s here). Without Ray installed the
+module is skipped with the reason; the message the CLI gives without Ray is tested in any case.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from helpers.fault_server import Action, FaultServer
+from runs.test_runner import answer_for, client_for, issue_counts, make_issues, write_config, write_dataset
+
+from orchestrator.runs.runner import run_grid
+from orchestrator.runs.store import ResultStore, default_db_path
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMINGS = {"run_id", "latency_s", "ttft_s", "output_tps", "started_at", "finished_at"}
+
+
+def test_cli_without_ray_says_how_to_install(tmp_path):
+    """Ray hidden from the interpreter: --executor ray exits 2 with the install command, no traceback."""
+    dataset = write_dataset(tmp_path, make_issues(2))
+    code = (
+        "import sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'ray' or name.startswith('ray.'):\n"
+        "            raise ImportError('no ray here')\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "from orchestrator.cli import main\n"
+        f"sys.exit(main(['run', '--dataset', {str(dataset)!r}, '--executor', 'ray']))\n"
+    )
+    env = {**os.environ, "ORCHESTRATOR_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'orchestrator-workbench[ray]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'orchestrator-workbench[ray]'")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real Ray cluster on this machine: 2 CPUs, no dashboard; its address for other drivers."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", object_store_memory=200 << 20)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def rows_without_timings(home: Path, run_id: str):
+    store = ResultStore(default_db_path(home), readonly=True)
+    try:
+        df = store.results_df(run_id)
+    finally:
+        store.close()
+    cols = [c for c in df.columns if c not in TIMINGS]
+    return df[cols].sort_values(["issue_id", "model", "mode", "repeat"]).reset_index(drop=True)
+
+
+def server(latency_s: float = 0.0) -> FaultServer:
+    return FaultServer(
+        latency_s=latency_s,
+        prompt_tokens=100,
+        completion_tokens=20,
+        script=lambda req: Action(content=answer_for(req.json["messages"])),
+    ).start()
+
+
+def test_ray_rows_equal_in_process_rows_and_the_cli_runs_on_the_cluster(tmp_path, isolated_home, cluster):
+    srv = server(latency_s=0.02)
+    try:
+        cfg = write_config(tmp_path, srv.url + "/v1")
+        issues = make_issues(12)
+        client = client_for(cfg, cache=False)
+        grid = (issues, ["openai/stub", "baseline/rules"], ["classify", "fix"])
+        try:
+            local = client.run_sync(
+                run_grid(*grid, concurrency=6, run_id="local", client=client, progress=False)
+            )
+            sent_local = len(srv.requests)
+            on_ray = client.run_sync(
+                run_grid(*grid, concurrency=6, run_id="ray", client=client, progress=False, executor="ray")
+            )
+        finally:
+            client.close()
+        assert local.status == on_ray.status == "finished" and on_ray.cells_run == local.cells_run == 48
+        assert on_ray.spent_usd == pytest.approx(local.spent_usd) and on_ray.spent_usd > 0
+        assert len(srv.requests) == 2 * sent_local == 48  # every stub cell sent once on each executor
+        a, b = rows_without_timings(isolated_home, "local"), rows_without_timings(isolated_home, "ray")
+        assert len(a) == 48 and a.equals(b)
+
+        # the CLI, as another driver on the same cluster: same rows again
+        dataset = write_dataset(tmp_path, issues)
+        env = {**os.environ, "ORCHESTRATOR_PROGRESS": "off"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", "--config", str(cfg), "run", "--dataset", str(dataset)]
+            + ["--models", "openai/stub,baseline/rules", "--tasks", "classify,fix", "--no-cache"]
+            + ["--executor", "ray", "--address", cluster, "--workers", "2", "--run-id", "cli"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "48 cells run now" in proc.stdout and "Traceback" not in proc.stderr
+        assert rows_without_timings(isolated_home, "cli").equals(a)
+    finally:
+        srv.stop()
+
+
+def _cell_worker_pids() -> list[int]:
+    """Processes whose title Ray set to one of our worker actors'."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(b"ray::CellWorker"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_worker_killed_mid_run_loses_nothing_and_stores_each_cell_once(tmp_path, isolated_home, cluster):
+    srv = server(latency_s=0.15)
+    n_issues, concurrency = 40, 8  # 2 workers x 4 calls in flight each
+    killed: list[int] = []
+
+    def kill_one_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(srv.requests) < 12:
+            time.sleep(0.01)
+        pids = _cell_worker_pids()
+        if pids:
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    try:
+        cfg = write_config(tmp_path, srv.url + "/v1")
+        client = client_for(cfg, cache=False)
+        killer = threading.Thread(target=kill_one_worker)
+        killer.start()
+        try:
+            summary = client.run_sync(
+                run_grid(
+                    make_issues(n_issues),
+                    ["openai/stub"],
+                    ["classify"],
+                    concurrency=concurrency,
+                    run_id="killed",
+                    client=client,
+                    progress=False,
+                    executor="ray",
+                    workers=2,
+                )
+            )
+        finally:
+            killer.join()
+            client.close()
+        assert killed, "no worker process was found to kill"
+        assert summary.status == "finished" and summary.cells_run == n_issues and summary.errors == 0
+        df = rows_without_timings(isolated_home, "killed")
+        assert len(df) == n_issues and not df.duplicated(["issue_id", "model", "mode", "repeat"]).any()
+        counts = issue_counts(srv)
+        assert len(counts) == n_issues and max(counts.values()) <= 2
+        # only the killed worker's calls in flight (4) reached the server twice
+        assert sum(counts.values()) - n_issues <= concurrency // 2, counts
+    finally:
+        srv.stop()
+
+
+def test_rpm_60_holds_across_two_workers_over_a_minute(tmp_path, isolated_home, cluster):
+    srv = server(latency_s=0.0)
+    try:
+        cfg = write_config(tmp_path, srv.url + "/v1")
+        cfg.write_text(cfg.read_text().replace("max_tokens = 50", "max_tokens = 50\nlimits = { rpm = 60 }"))
+        client = client_for(cfg, cache=False)
+        started = time.monotonic()
+        try:
+            summary = client.run_sync(
+                run_grid(
+                    make_issues(66),
+                    ["openai/stub"],
+                    ["classify"],
+                    concurrency=8,
+                    run_id="rpm",
+                    client=client,
+                    progress=False,
+                    executor="ray",
+                    workers=2,
+                )
+            )
+        finally:
+            client.close()
+        took = time.monotonic() - started
+        assert summary.status == "finished" and summary.cells_run == 66
+        times = sorted(r.t for r in srv.requests)
+        assert len(times) == 66 and times[-1] - times[0] >= 60.0  # the 61st waited for the window
+        worst = max(sum(1 for t in times[i:] if t - start < 60.0) for i, start in enumerate(times))
+        assert worst <= 60, f"{worst} requests in one 60 s window"
+        assert took >= 60.0
+    finally:
+        srv.stop()
+
+
+def test_budget_cap_holds_across_workers_then_resume_finishes(tmp_path, isolated_home, cluster):
+    srv = server(latency_s=0.05)
+    price_in, price_out = 10.0, 40.0  # per million tokens, as write_config sets
+    try:
+        cfg = write_config(tmp_path, srv.url + "/v1")
+        issues = make_issues(30)
+        budget = 0.02  # the worst case of a call is ~$0.003: a few calls fit, not 30
+        client = client_for(cfg, cache=False)
+        try:
+            first = client.run_sync(
+                run_grid(
+                    issues,
+                    ["openai/stub"],
+                    ["classify"],
+                    concurrency=6,
+                    budget_usd=budget,
+                    run_id="budget",
+                    client=client,
+                    progress=False,
+                    executor="ray",
+                    workers=2,
+                )
+            )
+            billed = srv.true_cost(price_in, price_out)
+            assert first.status == "budget_exhausted" and 0 < first.cells_run < 30
+            assert billed <= budget + 1e-12, f"billed ${billed} over the ${budget} cap"
+            assert first.cells_run + first.skipped_for_budget == 30
+            again = client.run_sync(
+                run_grid(
+                    issues,
+                    ["openai/stub"],
+                    ["classify"],
+                    concurrency=6,
+                    budget_usd=1.0,
+                    run_id="budget",
+                    client=client,
+                    progress=False,
+                    executor="ray",
+                    workers=2,
+                )
+            )
+        finally:
+            client.close()
+        assert again.status == "finished" and again.cells_done_before == first.cells_run
+        assert len(rows_without_timings(isolated_home, "budget")) == 30
+        assert Counter(issue_counts(srv).values()) == Counter({1: 30})  # nothing paid twice
+    finally:
+        srv.stop()
