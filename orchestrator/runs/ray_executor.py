@@ -35,10 +35,11 @@ import logging
 import os
 import queue
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,7 @@ INSTALL_HINT = (
     "(or pip install 'ray>=2.40')"
 )
 BATCHES_PER_WORKER = 2  # batches a worker holds: one running while the next waits, so it never idles
+WORKER_START_S = 300.0  # how long workers may take to start (a node an autoscaler adds, a big import)
 LEASES_PER_WORKER = 4  # a lease is this fraction of the budget left over the workers: few round trips
 Cell = tuple[Issue, str, str, int]  # (issue, model, mode, repeat): a batch carries its own issues
 
@@ -80,7 +82,6 @@ class WorkerSettings:
     judge_model: str | None
     concurrency: int  # calls in flight on this worker
     lease_usd: float | None  # the budget a worker asks for at a time; None without a budget
-    split_limits: dict[str, int] = field(default_factory=dict)  # model -> its max_concurrency per worker
 
 
 @dataclass
@@ -194,42 +195,52 @@ class BudgetActor:
 
 
 class CellWorker:
-    """One worker: its own LLMClient, ``concurrency`` calls in flight, each answer scored where it ran."""
+    """One worker: its own LLMClient, ``concurrency`` calls in flight, each answer scored where it ran.
 
-    def __init__(
-        self,
-        config: Any,
-        modes: dict[str, Any],
-        settings: WorkerSettings,
-        limits: Any = None,
-        budget: Any = None,
-    ) -> None:
-        from ..client.ledger import Ledger
+    What belongs to the run (its settings, the modes bound to its issues, the budget) comes with every
+    batch, so a worker that Ray restarted needs nothing but its constructor's arguments."""
+
+    def __init__(self, config: Any, split_limits: dict[str, int], limits: Any = None) -> None:
         from ..client.limits import Limiter
         from ..client.llm_client import LLMClient
-        from ..modes import register_mode
 
-        for mode in modes.values():  # the driver's modes, bound to the run's issues (labels, floor label)
-            register_mode(mode)
-        for model, limit in settings.split_limits.items():  # this worker's share of the model's concurrency
+        for model, limit in split_limits.items():  # this worker's share of the model's concurrency
             spec = config.models[model]
             config.models[model] = spec.model_copy(
                 update={"limits": spec.limits.model_copy(update={"max_concurrency": limit})}
             )
-        self.settings = settings
-        self.budget = budget
         limiter = Limiter(cluster=ClusterLog(limits)) if limits is not None else Limiter()
-        self.client = LLMClient(config, cache=settings.cache, limiter=limiter)
-        self.ledger = Ledger(budget_usd=0.0 if settings.lease_usd is not None else None)
-        self._gate: asyncio.Semaphore | None = None
-        self._leasing: asyncio.Lock | None = None
-        self._out_of_budget = False
+        self.client = LLMClient(config, limiter=limiter)
+        self._lock = threading.Lock()
+        self._run_id: str | None = None
 
     def pid(self) -> int:
         return os.getpid()
 
-    def run_cells(self, cells: list[Cell]) -> Iterator[WorkerReport]:
+    def _begin(self, settings: WorkerSettings, modes: dict[str, Any], budget: Any) -> None:
+        """Take up a new run: its modes, a ledger of its own, a fresh gate (under the lock: the batches of
+        a run arrive on several threads at once)."""
+        from ..client.ledger import Ledger
+        from ..modes import register_mode
+
+        with self._lock:
+            if self._run_id == settings.run_id:
+                return
+            for mode in modes.values():  # the driver's modes, bound to the run's issues (labels, floor label)
+                register_mode(mode)
+            self.settings = settings
+            self.budget = budget
+            self.ledger = Ledger(budget_usd=0.0 if settings.lease_usd is not None else None)
+            self._gate: asyncio.Semaphore | None = None
+            self._leasing: asyncio.Lock | None = None
+            self._out_of_budget = False
+            self._run_id = settings.run_id
+
+    def run_cells(
+        self, cells: list[Cell], settings: WorkerSettings, modes: dict[str, Any], budget: Any = None
+    ) -> Iterator[WorkerReport]:
         """Run ``cells``; Ray streams each report to the driver as soon as it is yielded."""
+        self._begin(settings, modes, budget)
         out: queue.SimpleQueue = queue.SimpleQueue()
         future = self.client.submit(self._run(cells, out))
         left = len(cells)
@@ -383,6 +394,7 @@ async def run_on_ray(
 
     started_ray = connect(plan.address, num_cpus=plan.workers)
     totals = RayTotals()
+    budget = limits = None
     actors: list[Any] = []
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -396,24 +408,16 @@ async def run_on_ray(
             or isinstance(client.config.model_spec(m).options.get("account_limits"), dict)
             for m in {*plan.models, *([plan.judge_model] if plan.judge_model else [])}
         )
-        limits = ray.remote(LimitsActor).options(num_cpus=0).remote() if limited else None
         budget = None
         lease = None
         if plan.budget_usd is not None:
             remaining = max(0.0, plan.budget_usd - spent_before)
             budget = ray.remote(BudgetActor).options(num_cpus=0).remote(remaining)
             lease = remaining / (LEASES_PER_WORKER * n)
-        settings = WorkerSettings(
-            run_id, plan.cache, plan.stream, plan.judge_model, per_worker, lease, split_limits=split
-        )
-        worker_cls = ray.remote(CellWorker).options(
-            num_cpus=plan.worker_cpus,
-            max_restarts=3,
-            max_task_retries=0,
-            max_concurrency=BATCHES_PER_WORKER + 1,
-        )
-        modes = dict(MODES)
-        actors = [worker_cls.remote(client.config, modes, settings, limits, budget) for _ in range(n)]
+        settings = WorkerSettings(run_id, plan.cache, plan.stream, plan.judge_model, per_worker, lease)
+        modes = ray.put(dict(MODES))
+        actors, limits = _workers(client.config, n, plan.worker_cpus, split, limited)
+        await _ready(actors, n, plan.worker_cpus, WORKER_START_S)
         line: deque[Cell] = deque(todo)
         stored: set[tuple[str, str, str, int]] = set()
         spent: dict[int, tuple[float, float]] = {}  # worker pid -> its (spent, saved), the dead ones' kept
@@ -447,7 +451,8 @@ async def run_on_ray(
             """Run one batch on ``actor``, storing its rows as they stream back; False if the actor died."""
             left = {key(c): c for c in batch}
             try:
-                async for ref in actor.run_cells.options(num_returns="streaming").remote(batch):
+                call = actor.run_cells.options(num_returns="streaming")
+                async for ref in call.remote(batch, settings, modes, budget):
                     report: WorkerReport = await ref
                     spent[report.pid] = (report.spent_usd, report.saved_usd)
                     rows = []
@@ -488,11 +493,51 @@ async def run_on_ray(
             totals.spent_usd = max(totals.spent_usd, await budget.outstanding.remote())
         return totals
     finally:
-        for actor in actors:
+        if budget is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(budget)
+        for actor in [*actors, *([limits] if limits is not None else [])]:
             with contextlib.suppress(Exception):
                 ray.kill(actor)
         if started_ray:
             ray.shutdown()
+
+
+def _workers(config: Any, n: int, cpus: float, split: dict[str, int], limited: bool) -> tuple[list[Any], Any]:
+    """``n`` worker actors for ``config``, and the limits actor when a model is rate limited."""
+    import ray
+
+    free = ray.available_resources().get("CPU", 0.0)
+    if free < n * cpus:
+        log.warning(
+            "the Ray cluster has %g CPUs free; %d workers x %g CPUs wait until it has %g (an autoscaler may "
+            "add nodes; else lower --workers or --worker-cpus)",
+            free,
+            n,
+            cpus,
+            n * cpus,
+        )
+    limits = ray.remote(LimitsActor).options(num_cpus=0).remote() if limited else None
+    worker_cls = ray.remote(CellWorker).options(
+        num_cpus=cpus, max_restarts=3, max_task_retries=0, max_concurrency=BATCHES_PER_WORKER + 1
+    )
+    return [worker_cls.remote(config, split, limits) for _ in range(n)], limits
+
+
+async def _ready(actors: list[Any], n: int, cpus: float, timeout_s: float) -> None:
+    """Wait for every worker to start; a UsageError naming the CPUs asked for if they do not in time."""
+    import ray
+
+    refs = [asyncio.wrap_future(a.pid.remote().future()) for a in actors]
+    try:
+        await asyncio.wait_for(asyncio.gather(*refs), timeout_s)
+    except TimeoutError:
+        total = ray.cluster_resources().get("CPU", 0.0)
+        raise E.UsageError(
+            f"the Ray workers did not start within {timeout_s:g} s: {n} workers x {cpus:g} CPUs asked for, "
+            f"the cluster has {total:g} CPUs and {ray.available_resources().get('CPU', 0.0):g} free; "
+            "lower --workers or --worker-cpus, or add nodes"
+        ) from None
 
 
 def _actor_errors(ray: Any) -> tuple[type[BaseException], ...]:

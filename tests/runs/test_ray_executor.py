@@ -263,3 +263,109 @@ def test_budget_cap_holds_across_workers_then_resume_finishes(tmp_path, isolated
         assert Counter(issue_counts(srv).values()) == Counter({1: 30})  # nothing paid twice
     finally:
         srv.stop()
+
+
+def test_the_driver_killed_mid_run_then_resumed_on_ray_loses_nothing(tmp_path, isolated_home, cluster):
+    """A CLI driver on the cluster is SIGKILLed; its workers end with it; the same run id resumes."""
+    import sqlite3
+
+    srv = server(latency_s=0.3)
+    try:
+        cfg = write_config(tmp_path, srv.url + "/v1")
+        issues = make_issues(24)
+        dataset = write_dataset(tmp_path, issues)
+        env = {**os.environ, "ORCHESTRATOR_PROGRESS": "off"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", "--config", str(cfg), "run", "--dataset", str(dataset)]
+            + ["--models", "openai/stub", "--tasks", "classify", "--concurrency", "4", "--no-cache"]
+            + ["--executor", "ray", "--address", cluster, "--workers", "2", "--run-id", "driver"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        db = isolated_home / "results.sqlite"
+        written, deadline = 0, time.monotonic() + 120
+        while time.monotonic() < deadline and written < 6:
+            if db.exists():
+                try:
+                    with sqlite3.connect(db) as conn:
+                        written = conn.execute(
+                            "SELECT COUNT(*) FROM results WHERE run_id='driver'"
+                        ).fetchone()[0]
+                except sqlite3.OperationalError:
+                    written = 0
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with sqlite3.connect(db) as conn:
+            before = conn.execute("SELECT COUNT(*) FROM results WHERE run_id='driver'").fetchone()[0]
+        assert 6 <= before < 24
+        client = client_for(cfg, cache=False)
+        try:
+            again = client.run_sync(
+                run_grid(
+                    issues,
+                    ["openai/stub"],
+                    ["classify"],
+                    concurrency=4,
+                    run_id="driver",
+                    client=client,
+                    progress=False,
+                    executor="ray",
+                    workers=2,
+                )
+            )
+        finally:
+            client.close()
+        assert again.status == "finished" and again.cells_done_before == before
+        df = rows_without_timings(isolated_home, "driver")
+        assert len(df) == 24 and df.issue_id.is_unique
+        counts = issue_counts(srv)
+        assert len(counts) == 24 and max(counts.values()) <= 2
+        assert sum(counts.values()) - 24 <= 4  # only the killed driver's calls in flight went twice
+    finally:
+        srv.stop()
+
+
+def test_more_workers_than_the_cluster_has_cpus_fails_with_the_cpus_named(
+    tmp_path, isolated_home, cluster, monkeypatch
+):
+    from orchestrator.runs import ray_executor
+
+    monkeypatch.setattr(ray_executor, "WORKER_START_S", 3.0)
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/v1")
+    client = client_for(cfg, cache=False)
+    try:
+        summary = client.run_sync(
+            run_grid(
+                make_issues(2),
+                ["baseline/rules"],
+                ["classify"],
+                run_id="too-many",
+                client=client,
+                progress=False,
+                executor="ray",
+                workers=3,
+            )
+        )
+    finally:
+        client.close()
+    assert summary.status == "failed"
+    assert "3 workers x 1 CPUs asked for, the cluster has 2 CPUs" in summary.message
+
+
+def test_a_concurrency_limit_below_the_worker_count_is_refused_with_the_model_named(tmp_path):
+    from orchestrator.runs.ray_executor import split_concurrency
+
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/v1")
+    cfg.write_text(
+        cfg.read_text().replace("max_tokens = 50", "max_tokens = 50\nlimits = { max_concurrency = 3 }")
+    )
+    config = client_for(cfg, cache=False).config
+    assert split_concurrency(config, ["openai/stub", "baseline/rules"], 2) == {"openai/stub": 1}
+    from orchestrator import errors as E
+
+    with pytest.raises(E.UsageError, match="model 'openai/stub': max_concurrency = 3 cannot be split over 4"):
+        split_concurrency(config, ["openai/stub"], 4)
