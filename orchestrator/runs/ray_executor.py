@@ -23,8 +23,9 @@ Guarantees, the same as in one process:
   back in line and run on whichever worker is free (Ray restarts the dead one). Only its cells in flight
   may reach the server twice. A driver that dies: resume with the same run id, as in one process.
 
-Secrets never travel through Ray: each worker reads its API keys from its own environment (on a local
-cluster, the driver's).
+API keys do not travel through Ray: the config names the environment variable (``api_key_env``) and each
+worker reads the key from its own environment (on a local cluster, the driver's). A credential header
+written into the config itself travels with the config, as it is written.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,8 +56,9 @@ log = logging.getLogger("orchestrator")
 
 INSTALL_HINT = (
     "--executor ray needs Ray, an optional extra: pip install 'orchestrator-workbench[ray]' "
-    "(or pip install 'ray>=2.40')"
+    "(or pip install 'ray[client]>=2.40')"
 )
+CLIENT_BATCH_SPLIT = 4  # through Ray Client a batch comes back whole: smaller ones, sooner stored
 BATCHES_PER_WORKER = 2  # batches a worker holds: one running while the next waits, so it never idles
 WORKER_START_S = 300.0  # how long workers may take to start (a node an autoscaler adds, a big import)
 LEASES_PER_WORKER = 4  # a lease is this fraction of the budget left over the workers: few round trips
@@ -259,6 +261,12 @@ class CellWorker:
             if unused:
                 self.budget.give_back.remote(unused)
 
+    def run_batch(
+        self, cells: list[Cell], settings: WorkerSettings, modes: dict[str, Any], budget: Any = None
+    ) -> list[WorkerReport]:
+        """``run_cells`` returned whole, for a driver on Ray Client (which cannot stream from an actor)."""
+        return list(self.run_cells(cells, settings, modes, budget))
+
     def _report(self, items: list[tuple[str, Any]]) -> WorkerReport:
         rows = [value for kind, value in items if kind == "row"]
         skipped = [value for kind, value in items if kind == "budget"]
@@ -368,13 +376,15 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
     ray = require_ray()
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address is None and not os.environ.get("RAY_ADDRESS"):
         kwargs.update(include_dashboard=False, num_cpus=num_cpus)
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise E.UsageError(f"--address {address}: could not reach a Ray cluster: {exc}") from None
+    if address and address.startswith("ray://") and not _through_client():  # pragma: no cover
+        raise E.UsageError(f"--address {address}: could not reach a Ray cluster through Ray Client")
     return True
 
 
@@ -392,7 +402,6 @@ async def run_on_ray(
     ray = require_ray()
     from ..modes import MODES
 
-    started_ray = connect(plan.address, num_cpus=plan.workers)
     totals = RayTotals()
     budget = limits = None
     actors: list[Any] = []
@@ -401,6 +410,8 @@ async def run_on_ray(
         n = plan.workers or max(1, int(cpus // plan.worker_cpus))
         totals.workers = n
         per_worker = max(1, plan.concurrency // n)
+        through_client = _through_client()
+        batch_size = max(1, per_worker // CLIENT_BATCH_SPLIT) if through_client else per_worker
         split = split_concurrency(client.config, plan.models, n)
         limited = any(
             client.config.model_spec(m).limits.rpm
@@ -438,7 +449,7 @@ async def run_on_ray(
                         return
                     await asyncio.sleep(0.05)  # a batch in flight may come back to the line
                     continue
-                batch = [line.popleft() for _ in range(min(per_worker, len(line)))]
+                batch = [line.popleft() for _ in range(min(batch_size, len(line)))]
                 state["batches"] += 1
                 try:
                     ran = await run_batch(actor, batch)
@@ -447,13 +458,20 @@ async def run_on_ray(
                 if not ran and not await _alive(actor):  # died for good: the other workers go on
                     return
 
+        async def reports(actor: Any, batch: list[Cell]) -> AsyncIterator[WorkerReport]:
+            if through_client:  # whole batches: Ray Client does not stream actor results
+                for report in await actor.run_batch.remote(batch, settings, modes, budget):
+                    yield report
+                return
+            call = actor.run_cells.options(num_returns="streaming")
+            async for ref in call.remote(batch, settings, modes, budget):
+                yield await ref
+
         async def run_batch(actor: Any, batch: list[Cell]) -> bool:
             """Run one batch on ``actor``, storing its rows as they stream back; False if the actor died."""
             left = {key(c): c for c in batch}
             try:
-                call = actor.run_cells.options(num_returns="streaming")
-                async for ref in call.remote(batch, settings, modes, budget):
-                    report: WorkerReport = await ref
+                async for report in reports(actor, batch):
                     spent[report.pid] = (report.spent_usd, report.saved_usd)
                     rows = []
                     for row in report.rows:
@@ -499,8 +517,6 @@ async def run_on_ray(
         for actor in [*actors, *([limits] if limits is not None else [])]:
             with contextlib.suppress(Exception):
                 ray.kill(actor)
-        if started_ray:
-            ray.shutdown()
 
 
 def _workers(config: Any, n: int, cpus: float, split: dict[str, int], limited: bool) -> tuple[list[Any], Any]:
@@ -538,6 +554,15 @@ async def _ready(actors: list[Any], n: int, cpus: float, timeout_s: float) -> No
             f"the cluster has {total:g} CPUs and {ray.available_resources().get('CPU', 0.0):g} free; "
             "lower --workers or --worker-cpus, or add nodes"
         ) from None
+
+
+def _through_client() -> bool:
+    """Whether this driver reached its cluster through Ray Client (``ray://``)."""
+    try:
+        from ray.util.client import ray as client_ray
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(client_ray.is_connected())
 
 
 def _actor_errors(ray: Any) -> tuple[type[BaseException], ...]:

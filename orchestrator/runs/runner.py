@@ -186,6 +186,16 @@ async def run_grid(
         workers,
         worker_cpus,
     )
+    started_ray = False
+    if executor == "ray":  # reach the cluster before the run is recorded: a wrong address is a usage error
+        from .ray_executor import connect
+
+        try:
+            started_ray = await asyncio.to_thread(connect, address, num_cpus=workers)
+        except BaseException:
+            if own_client:
+                await client.aclose()
+            raise
     own_store = store is None
     store = store or ResultStore(default_db_path(client.config.home))
     run_id = run_id or new_run_id()
@@ -197,6 +207,7 @@ async def run_grid(
             store.close()
         if own_client:
             await client.aclose()
+        _disconnect(started_ray)
         raise
     try:
         return await _run_locked(store, lock, client, plan, run_id=run_id, progress=progress)
@@ -206,6 +217,15 @@ async def run_grid(
             store.close()
         if own_client:
             await client.aclose()
+        _disconnect(started_ray)
+
+
+def _disconnect(started_ray: bool) -> None:
+    """Shut down the Ray cluster this run started (one it only connected to is left running)."""
+    if started_ray:
+        import ray
+
+        ray.shutdown()
 
 
 async def _run_locked(

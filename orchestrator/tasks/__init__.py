@@ -13,6 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# orchestrator.modes registers the shipped tasks through .modes when it loads: load it first, so that
+# importing .modes on its own (a fresh process unpickling a mode, such as a Ray worker) is not circular
+from .. import modes as _modes  # noqa: F401
+
 _EXPORTS = {
     "Task": "loader",
     "Variant": "loader",

@@ -369,3 +369,78 @@ def test_a_concurrency_limit_below_the_worker_count_is_refused_with_the_model_na
 
     with pytest.raises(E.UsageError, match="model 'openai/stub': max_concurrency = 3 cannot be split over 4"):
         split_concurrency(config, ["openai/stub"], 4)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_cli_reaches_a_cluster_through_ray_client(tmp_path, isolated_home):
+    """`ray start --head` in a child process, then `orchestrator run --address ray://127.0.0.1:PORT`."""
+    import tempfile
+
+    ray_bin = Path(sys.executable).with_name("ray")
+    gcs, client_port = _free_port(), _free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    head = subprocess.Popen(
+        [str(ray_bin), "start", "--head", "--block", "--num-cpus", "2", "--port", str(gcs)]
+        + [
+            "--ray-client-server-port",
+            str(client_port),
+            "--disable-usage-stats",
+            "--temp-dir",
+            temp,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    srv = server(latency_s=0.02)
+    try:
+        cfg = write_config(tmp_path, srv.url + "/v1")
+        dataset = write_dataset(tmp_path, make_issues(6))
+        env = {**os.environ, "ORCHESTRATOR_PROGRESS": "off"}
+        env.pop("RAY_ADDRESS", None)
+        deadline, proc = time.monotonic() + 180, None
+        while time.monotonic() < deadline:  # the head's client server takes a while to listen
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "orchestrator.cli",
+                    "--config",
+                    str(cfg),
+                    "run",
+                    "--dataset",
+                    str(dataset),
+                ]
+                + ["--models", "openai/stub,baseline/rules", "--no-cache", "--executor", "ray"]
+                + ["--address", f"ray://127.0.0.1:{client_port}", "--workers", "2", "--run-id", "client"],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=300,
+                cwd=tmp_path,
+            )
+            if proc.returncode != 2 or "could not reach a Ray cluster" not in proc.stderr:
+                break
+            time.sleep(2)
+        assert proc is not None and proc.returncode == 0, proc.stderr[-3000:]
+        assert "12 cells run now" in proc.stdout and "Traceback" not in proc.stderr
+        assert len(rows_without_timings(isolated_home, "client")) == 12
+        assert len(srv.requests) == 6
+    finally:
+        srv.stop()
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(10)
+        import shutil
+
+        shutil.rmtree(temp, ignore_errors=True)
