@@ -9,8 +9,9 @@
    ``run_grid`` in this process and through ``run_grid(executor="ray", workers=W)`` (2), the order
    alternating round by round. The local Ray cluster (``ray.init`` with this machine's CPUs) is started
    once before the rounds, as a user's running cluster would be: its start is reported apart. Each run
-   starts its own worker actors, so their start (importing orchestrator, a client each) is in the wall.
-   The figure is Ray wall / in-process wall of the same round.
+   starts its own worker actors, so their start (a Ray worker process each, importing orchestrator, a
+   client each) is in the wall; it is also reported alone (``RunSummary.worker_start_s``). The figure is
+   Ray wall / in-process wall of the same round.
 2. local: the embedded model (``local/smollm2``, one llama.cpp slot per engine) on K issues of the sample
    set x one task, through Ray with 1 worker (its engine on every core) and with 2 workers (an engine
    each, on half the cores each); the wall includes each worker loading its engine.
@@ -62,7 +63,7 @@ def grid_run(client: Any, items: list[Any], run_id: str, concurrency: int, **kw:
 def bench_grid(n: int, concurrency: int, latency_ms: float, workers: int, rounds: int) -> dict[str, Any]:
     import ray
 
-    out: dict[str, Any] = {"local": [], "ray": []}
+    out: dict[str, Any] = {"local": [], "ray": [], "ray_start": []}
     t0 = time.perf_counter()
     ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     out["ray_start_s"] = time.perf_counter() - t0
@@ -76,8 +77,10 @@ def bench_grid(n: int, concurrency: int, latency_ms: float, workers: int, rounds
                 order = ["local", "ray"] if r % 2 == 0 else ["ray", "local"]
                 for where in order:
                     kw = {"executor": "ray", "workers": workers} if where == "ray" else {}
-                    wall, _ = grid_run(client, issues(n), f"{where}{r}", concurrency, **kw)
+                    wall, summary = grid_run(client, issues(n), f"{where}{r}", concurrency, **kw)
                     out[where].append(wall)
+                    if where == "ray":
+                        out["ray_start"].append(summary.worker_start_s)
                     print(f"  round {r + 1}: {where} {wall:.2f} s", flush=True)
             client.close()
     finally:
@@ -177,6 +180,9 @@ def main() -> None:
         report.add("in-process wall / limit", [x / limit for x in g["local"]])
         report.add(f"Ray, {w} workers: wall / limit", [x / limit for x in g["ray"]])
         report.add("Ray wall / in-process wall, round by round", ratios(g["ray"], g["local"]))
+        report.add("Ray: the workers' start, in that wall", g["ray_start"], unit="s")
+        after = [w - s for w, s in zip(g["ray"], g["ray_start"], strict=True)]
+        report.add("Ray wall after the workers started / in-process wall", ratios(after, g["local"]))
     if args.only in (None, "local"):
         lo = bench_local(args.issues, args.task, args.rounds)
         report.section(

@@ -349,6 +349,7 @@ class RayTotals:
     worker_deaths: int = 0
     workers: int = 0
     not_run: int = 0  # cells left when the budget stopped the run
+    start_s: float = 0.0  # how long the workers took to start
 
 
 def split_concurrency(config: Any, models: Sequence[str], workers: int) -> dict[str, int]:
@@ -427,8 +428,10 @@ async def run_on_ray(
             lease = remaining / (LEASES_PER_WORKER * n)
         settings = WorkerSettings(run_id, plan.cache, plan.stream, plan.judge_model, per_worker, lease)
         modes = ray.put(dict(MODES))
+        start = time.perf_counter()
         actors, limits = _workers(client.config, n, plan.worker_cpus, split, limited)
         await _ready(actors, n, plan.worker_cpus, WORKER_START_S)
+        totals.start_s = time.perf_counter() - start
         line: deque[Cell] = deque(todo)
         stored: set[tuple[str, str, str, int]] = set()
         spent: dict[int, tuple[float, float]] = {}  # worker pid -> its (spent, saved), the dead ones' kept

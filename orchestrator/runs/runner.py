@@ -68,6 +68,7 @@ class RunSummary:
     message: str = ""  # why the run ended, when it did not finish
     unknown_cost_calls: int = 0  # answers without usage: charged their worst case
     spent_before_usd: float = 0.0  # what earlier sessions of this run spent
+    worker_start_s: float | None = None  # executor="ray": how long the workers took to start
 
     def __str__(self) -> str:
         text = (
@@ -426,6 +427,7 @@ async def _run_locked(
         try:
             remote = await run_on_ray(client, plan, run_id, todo, record, stop.set, spent_before)
             summary.skipped_for_budget += remote.not_run
+            summary.worker_start_s = remote.start_s
         finally:
             await saving
 
