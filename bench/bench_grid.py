@@ -171,19 +171,24 @@ async def raw_httpx_grid(url: str, n: int, concurrency: int) -> float:
         return await _drive(call, n, concurrency)
 
 
-def bench_efficiency(n: int, concurrency: int, latency_ms: float, rounds: int) -> dict[str, Any]:
+def bench_efficiency(
+    n: int, concurrency: int, latency_ms: float, rounds: int, stream: bool = False
+) -> dict[str, Any]:
     """Per round: raw aiohttp, raw httpx + httpx-aiohttp, then run_grid, each over the same N cells."""
     url, server = start_server_process(latency_ms)
-    out: dict[str, Any] = {"grid": [], "aiohttp": [], "httpx": []}
+    out: dict[str, Any] = {"grid": [], "aiohttp": [], "httpx": [], "cpu_ms": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             client = client_for(url, Path(tmp))
-            run(client, issues(concurrency), "warmup", concurrency, cache=False)  # connections, imports
+            run(client, issues(concurrency), "warmup", concurrency, cache=False, stream=stream)  # imports
             out["rss_before_mb"] = current_rss_mb()
             for r in range(rounds):
                 out["aiohttp"].append(asyncio.run(raw_aiohttp_grid(url, n, concurrency)))
                 out["httpx"].append(asyncio.run(raw_httpx_grid(url, n, concurrency)))
-                wall, summary = run(client, issues(n), f"eff{r}", concurrency, cache=False)
+                items = issues(n)
+                cpu = time.process_time()
+                wall, summary = run(client, items, f"eff{r}", concurrency, cache=False, stream=stream)
+                out["cpu_ms"].append((time.process_time() - cpu) / n * 1000)
                 assert summary.cells_run == n and summary.errors == 0, summary
                 out["grid"].append(wall)
             client.close()
@@ -282,6 +287,9 @@ def main() -> None:
     parser.add_argument(
         "--memory-cells", default="1000,10000", help="memory: the two run sizes, smaller first"
     )
+    parser.add_argument(
+        "--stream", action="store_true", help="efficiency: streamed answers (SSE) instead of whole bodies"
+    )
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -294,6 +302,8 @@ def main() -> None:
         cmd += f" --only {args.only}"
     if args.only in (None, "efficiency", "stream"):
         cmd += f" --cells {args.cells} --concurrency {args.concurrency} --latency-ms {args.latency_ms:g}"
+    if args.stream and args.only in (None, "efficiency"):
+        cmd += " --stream"
     if args.only in (None, "cached"):
         cmd += f" --cached-cells {args.cached_cells}"
     if args.only in (None, "memory"):
@@ -301,14 +311,16 @@ def main() -> None:
     report = Report(cmd)
     if args.only in (None, "efficiency"):
         n, c, lat = args.cells, args.concurrency, args.latency_ms
-        e = bench_efficiency(n, c, lat, args.rounds)
+        e = bench_efficiency(n, c, lat, args.rounds, stream=args.stream)
         limit = e["limit_s"]
-        report.section(f"grid efficiency: {n:,} cells, {c} in flight, {lat:g} ms latency")
+        how = "streamed" if args.stream else "whole bodies"
+        report.section(f"grid efficiency: {n:,} cells, {c} in flight, {lat:g} ms latency, {how}")
         report.add("limit N x L / C", limit, unit="s", basis="computed")
         report.add("run_grid wall", e["grid"], unit="s")
         report.add("raw aiohttp wall (neutral floor)", e["aiohttp"], unit="s")
         report.add("raw httpx + httpx-aiohttp wall (orchestrator's transport)", e["httpx"], unit="s")
         report.add("run_grid wall / limit", [w / limit for w in e["grid"]], target=TARGET_EFFICIENCY)
+        report.add("run_grid CPU per cell (this process; the server is another)", e["cpu_ms"], unit="ms")
         report.add("raw aiohttp wall / limit, same rounds", [w / limit for w in e["aiohttp"]])
         report.add("raw httpx + httpx-aiohttp wall / limit, same rounds", [w / limit for w in e["httpx"]])
         report.add("run_grid wall / raw aiohttp wall, round by round", ratios(e["grid"], e["aiohttp"]))

@@ -397,13 +397,14 @@ async def run_on_ray(
     record: Callable[[list[ResultRow], float], None],
     stopped: Callable[[], None],
     spent_before: float,
-) -> RayTotals:
+    totals: RayTotals,
+) -> None:
     """Run ``todo`` on Ray workers; ``record(rows, run_spent)`` stores rows as they arrive, ``stopped()``
-    is called once when the budget stops the run. Returns what the workers spent."""
+    is called once when the budget stops the run. ``totals`` says, as the run goes and however it ends,
+    what the workers spent."""
     ray = require_ray()
     from ..modes import MODES
 
-    totals = RayTotals()
     budget = limits = None
     actors: list[Any] = []
     try:
@@ -476,6 +477,8 @@ async def run_on_ray(
             try:
                 async for report in reports(actor, batch):
                     spent[report.pid] = (report.spent_usd, report.saved_usd)
+                    totals.spent_usd = sum(s for s, _ in spent.values())
+                    totals.saved_usd = sum(s for _, s in spent.values())
                     rows = []
                     for row in report.rows:
                         cell_key = (row.issue_id, row.model, row.mode, row.repeat)
@@ -508,12 +511,11 @@ async def run_on_ray(
         if line and not state["stop"]:
             raise E.OrchestratorError(f"every Ray worker died; {len(line)} cells were not run")
         totals.not_run = len(line)
-        totals.spent_usd = sum(s for s, _ in spent.values())
-        totals.saved_usd = sum(s for _, s in spent.values())
-        if budget is not None:  # a lease a dead worker never handed back may have been spent
-            totals.spent_usd = max(totals.spent_usd, await budget.outstanding.remote())
-        return totals
     finally:
+        if budget is not None:  # a lease never handed back (a dead worker's, a cancelled call's) may be spent
+            with contextlib.suppress(Exception):
+                outstanding = await asyncio.wait_for(_awaitable(budget.outstanding.remote()), 10)
+                totals.spent_usd = max(totals.spent_usd, outstanding)
         if budget is not None:
             with contextlib.suppress(Exception):
                 ray.kill(budget)
@@ -557,6 +559,10 @@ async def _ready(actors: list[Any], n: int, cpus: float, timeout_s: float) -> No
             f"the cluster has {total:g} CPUs and {ray.available_resources().get('CPU', 0.0):g} free; "
             "lower --workers or --worker-cpus, or add nodes"
         ) from None
+
+
+def _awaitable(ref: Any) -> Any:
+    return asyncio.wrap_future(ref.future())
 
 
 def _through_client() -> bool:

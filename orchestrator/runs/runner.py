@@ -417,18 +417,19 @@ async def _run_locked(
                         await asyncio.sleep(0)
             await asyncio.shield(writing)
 
-    remote = None  # what Ray workers spent and saved
+    remote = None  # executor="ray": what the workers spent and saved, as the run goes
 
     async def work_on_ray() -> None:
         nonlocal remote
-        from .ray_executor import run_on_ray
+        from .ray_executor import RayTotals, run_on_ray
 
+        remote = RayTotals()
         saving = asyncio.create_task(asyncio.to_thread(store.save_issues, run_id, issues))
         try:
-            remote = await run_on_ray(client, plan, run_id, todo, record, stop.set, spent_before)
+            await run_on_ray(client, plan, run_id, todo, record, stop.set, spent_before, remote)
             summary.skipped_for_budget += remote.not_run
-            summary.worker_start_s = remote.start_s
         finally:
+            summary.worker_start_s = remote.start_s
             await saving
 
     status = "failed"
@@ -446,7 +447,7 @@ async def _run_locked(
         summary.saved_usd = ledger.saved_usd + (remote.saved_usd if remote else 0.0)
         summary.wall_s = time.perf_counter() - started
         try:
-            store.set_status(run_id, status, summary.message, spent_before + ledger.spent_usd)
+            store.set_status(run_id, status, summary.message, spent_before + summary.spent_usd)
         except E.StorageError as exc:
             log.error("run %s: could not record its status %r: %s", run_id, status, exc)
         if bar is not None:

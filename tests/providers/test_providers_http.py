@@ -1,6 +1,6 @@
 """HTTP adapters (anthropic, openrouter, cohere, gemini, ollama) against a loopback server.
 
-Every test goes through ``ADAPTER.send`` and the real ``HttpPool`` (httpx on the aiohttp transport)
+Every test goes through ``ADAPTER.send`` and the real ``HttpPool`` (aiohttp)
 to a real socket. Request bodies are validated against the providers' own API descriptions, and
 response fixtures are checked against them too, so that both sides stay spec-shaped.
 """

@@ -242,6 +242,10 @@ def test_budget_cap_holds_across_workers_then_resume_finishes(tmp_path, isolated
             assert first.status == "budget_exhausted" and 0 < first.cells_run < 30
             assert billed <= budget + 1e-12, f"billed ${billed} over the ${budget} cap"
             assert first.cells_run + first.skipped_for_budget == 30
+            store = ResultStore(default_db_path(isolated_home), readonly=True)
+            recorded = store.run_spent("budget")  # what a resume counts as already spent
+            store.close()
+            assert billed - 1e-9 <= recorded <= budget + 1e-12 and first.spent_usd == pytest.approx(recorded)
             again = client.run_sync(
                 run_grid(
                     issues,
