@@ -35,7 +35,6 @@ import contextlib
 import logging
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections import deque
@@ -101,14 +100,14 @@ class WorkerReport:
 
 
 class LimitsActor:
-    """The cluster's rate-limit log: a SharedLog on this actor's node, which every worker's limiter asks."""
+    """The cluster's rate-limit log, which every worker's limiter asks: a SharedLog in this actor's memory
+    (one process holds it, so it needs no file, and none is left behind when the run kills the actor)."""
 
     def __init__(self) -> None:
         from ..client.limits import SPAN_S
         from ..client.shared_limits import SharedLog
 
-        self._dir = tempfile.mkdtemp(prefix="orchestrator-limits-")
-        self.log = SharedLog(Path(self._dir) / "limits.sqlite", span_s=SPAN_S)
+        self.log = SharedLog(Path(":memory:"), span_s=SPAN_S)
 
     def release(self, claims: list[Any], honoured: float) -> Any:
         return self.log.release(claims, honoured)

@@ -67,6 +67,13 @@ def rows_without_timings(home: Path, run_id: str):
     return df[cols].sort_values(["issue_id", "model", "mode", "repeat"]).reset_index(drop=True)
 
 
+def on_ray(client, issues, *, models=("openai/stub",), modes=("classify",), **kw):
+    """``run_grid`` on the cluster, with the client given."""
+    return client.run_sync(
+        run_grid(issues, list(models), list(modes), client=client, progress=False, executor="ray", **kw)
+    )
+
+
 def server(latency_s: float = 0.0) -> FaultServer:
     return FaultServer(
         latency_s=latency_s,
@@ -153,18 +160,8 @@ def test_a_worker_killed_mid_run_loses_nothing_and_stores_each_cell_once(tmp_pat
         killer = threading.Thread(target=kill_one_worker)
         killer.start()
         try:
-            summary = client.run_sync(
-                run_grid(
-                    make_issues(n_issues),
-                    ["openai/stub"],
-                    ["classify"],
-                    concurrency=concurrency,
-                    run_id="killed",
-                    client=client,
-                    progress=False,
-                    executor="ray",
-                    workers=2,
-                )
+            summary = on_ray(
+                client, make_issues(n_issues), concurrency=concurrency, run_id="killed", workers=2
             )
         finally:
             killer.join()
@@ -189,19 +186,7 @@ def test_rpm_60_holds_across_two_workers_over_a_minute(tmp_path, isolated_home, 
         client = client_for(cfg, cache=False)
         started = time.monotonic()
         try:
-            summary = client.run_sync(
-                run_grid(
-                    make_issues(66),
-                    ["openai/stub"],
-                    ["classify"],
-                    concurrency=8,
-                    run_id="rpm",
-                    client=client,
-                    progress=False,
-                    executor="ray",
-                    workers=2,
-                )
-            )
+            summary = on_ray(client, make_issues(66), concurrency=8, run_id="rpm", workers=2)
         finally:
             client.close()
         took = time.monotonic() - started
@@ -224,20 +209,7 @@ def test_budget_cap_holds_across_workers_then_resume_finishes(tmp_path, isolated
         budget = 0.02  # the worst case of a call is ~$0.003: a few calls fit, not 30
         client = client_for(cfg, cache=False)
         try:
-            first = client.run_sync(
-                run_grid(
-                    issues,
-                    ["openai/stub"],
-                    ["classify"],
-                    concurrency=6,
-                    budget_usd=budget,
-                    run_id="budget",
-                    client=client,
-                    progress=False,
-                    executor="ray",
-                    workers=2,
-                )
-            )
+            first = on_ray(client, issues, concurrency=6, budget_usd=budget, run_id="budget", workers=2)
             billed = srv.true_cost(price_in, price_out)
             assert first.status == "budget_exhausted" and 0 < first.cells_run < 30
             assert billed <= budget + 1e-12, f"billed ${billed} over the ${budget} cap"
@@ -246,20 +218,7 @@ def test_budget_cap_holds_across_workers_then_resume_finishes(tmp_path, isolated
             recorded = store.run_spent("budget")  # what a resume counts as already spent
             store.close()
             assert billed - 1e-9 <= recorded <= budget + 1e-12 and first.spent_usd == pytest.approx(recorded)
-            again = client.run_sync(
-                run_grid(
-                    issues,
-                    ["openai/stub"],
-                    ["classify"],
-                    concurrency=6,
-                    budget_usd=1.0,
-                    run_id="budget",
-                    client=client,
-                    progress=False,
-                    executor="ray",
-                    workers=2,
-                )
-            )
+            again = on_ray(client, issues, concurrency=6, budget_usd=1.0, run_id="budget", workers=2)
         finally:
             client.close()
         assert again.status == "finished" and again.cells_done_before == first.cells_run
@@ -308,19 +267,7 @@ def test_the_driver_killed_mid_run_then_resumed_on_ray_loses_nothing(tmp_path, i
         assert 6 <= before < 24
         client = client_for(cfg, cache=False)
         try:
-            again = client.run_sync(
-                run_grid(
-                    issues,
-                    ["openai/stub"],
-                    ["classify"],
-                    concurrency=4,
-                    run_id="driver",
-                    client=client,
-                    progress=False,
-                    executor="ray",
-                    workers=2,
-                )
-            )
+            again = on_ray(client, issues, concurrency=4, run_id="driver", workers=2)
         finally:
             client.close()
         assert again.status == "finished" and again.cells_done_before == before
@@ -342,18 +289,7 @@ def test_more_workers_than_the_cluster_has_cpus_fails_with_the_cpus_named(
     cfg = write_config(tmp_path, "http://127.0.0.1:9/v1")
     client = client_for(cfg, cache=False)
     try:
-        summary = client.run_sync(
-            run_grid(
-                make_issues(2),
-                ["baseline/rules"],
-                ["classify"],
-                run_id="too-many",
-                client=client,
-                progress=False,
-                executor="ray",
-                workers=3,
-            )
-        )
+        summary = on_ray(client, make_issues(2), run_id="too-many", workers=3, models=["baseline/rules"])
     finally:
         client.close()
     assert summary.status == "failed"
