@@ -1,0 +1,34 @@
+"""Run a bench script against another checkout's package, for "before" figures in the same session.
+
+    python bench/with_tree.py /tmp/before bench/bench_grid.py --only efficiency --cells 20000 --concurrency 256
+
+``PYTHONPATH=<checkout>`` is not enough: the editable install's import finder comes before PYTHONPATH, so
+``import orchestrator`` would still import this checkout. This takes that finder off the import system,
+puts the checkout first on ``sys.path``, checks which package was imported, then runs the script.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+
+def main() -> None:
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    tree = str(Path(sys.argv[1]).resolve())
+    script = sys.argv[2]
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
+    sys.path.insert(0, tree)
+    import orchestrator
+
+    if not orchestrator.__file__ or not orchestrator.__file__.startswith(tree):
+        sys.exit(f"with_tree: imported {orchestrator.__file__}, not the package in {tree}")
+    print(f"with_tree: orchestrator from {Path(orchestrator.__file__).parent}", file=sys.stderr)
+    sys.argv = [script, *sys.argv[3:]]
+    runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
