@@ -413,12 +413,13 @@ async def run_on_ray(
         per_worker = max(1, plan.concurrency // n)
         through_client = _through_client()
         batch_size = max(1, per_worker // CLIENT_BATCH_SPLIT) if through_client else per_worker
-        split = split_concurrency(client.config, plan.models, n)
+        called = list(dict.fromkeys([*plan.models, *([plan.judge_model] if plan.judge_model else [])]))
+        split = split_concurrency(client.config, called, n)
         limited = any(
             client.config.model_spec(m).limits.rpm
             or client.config.model_spec(m).limits.tpm
             or isinstance(client.config.model_spec(m).options.get("account_limits"), dict)
-            for m in {*plan.models, *([plan.judge_model] if plan.judge_model else [])}
+            for m in called
         )
         budget = None
         lease = None

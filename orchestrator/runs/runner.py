@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -192,7 +193,8 @@ async def run_grid(
         from .ray_executor import connect
 
         try:
-            started_ray = await asyncio.to_thread(connect, address, num_cpus=workers)
+            cpus = None if workers is None else math.ceil(workers * worker_cpus)  # a cluster started here
+            started_ray = await asyncio.to_thread(connect, address, num_cpus=cpus)
         except BaseException:
             if own_client:
                 await client.aclose()
