@@ -138,7 +138,7 @@ class HttpPool:
         self._max_connections = max_connections
         self._clients: dict[tuple[int, str], Any] = {}
         self._urls: dict[str, Any] = {}
-        self._proxies: dict[str, tuple[Any, Any]] = {}
+        self._targets: dict[str, tuple[Any, Any, Any]] = {}  # url -> (parsed, proxy, proxy auth)
         if transport_factory is None:
             # a pool dropped without aclose() (a test, a notebook cell) closes its sockets quietly
             # rather than leaving aiohttp to warn "Unclosed client session" at garbage collection
@@ -183,8 +183,8 @@ class HttpPool:
         # sees the bytes and answers (or refuses) like any other request
         content = json.dumps(json_body, ensure_ascii=False).encode("utf-8", "surrogatepass")
         headers = {"content-type": "application/json", "accept-encoding": ACCEPT_ENCODING, **headers}
-        parsed = self._urls.get(url)
         if self._factory is not None:
+            parsed = self._urls.get(url)
             if parsed is None:  # parsing a URL costs more than the rest of building the request
                 parsed = self._urls[url] = httpx.URL(url)
             limits = httpx.Timeout(timeout.read, connect=timeout.connect, pool=timeout.connect)
@@ -198,13 +198,14 @@ class HttpPool:
         import aiohttp
         from yarl import URL
 
-        if parsed is None:
-            parsed = self._urls[url] = URL(url)
-            self._proxies[url] = _proxy_for(parsed)
+        target = self._targets.get(url)
+        if target is None:  # one entry, set at once: the pool is shared by the loops of several threads
+            address = URL(url)
+            target = self._targets[url] = (address, *_proxy_for(address))
+        parsed, proxy, proxy_auth = target
         limits = aiohttp.ClientTimeout(
             total=None, connect=timeout.connect, sock_connect=timeout.connect, sock_read=timeout.read
         )
-        proxy, proxy_auth = self._proxies[url]
         response = await client.post(
             parsed,
             data=content,
