@@ -39,6 +39,14 @@ def non_negative_float(value: str) -> float:
     return number
 
 
+def positive_float(value: str) -> float:
+    """A finite number > 0 (no nan, no inf)."""
+    number = non_negative_float(value)
+    if number == 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {value!r}")
+    return number
+
+
 def is_safe_run_id(value: str) -> bool:
     """Whether ``value`` is a safe run id: letters, digits, '.', '_', '-', at most 128, no '..'."""
     return bool(RUN_ID_PATTERN.fullmatch(value)) and ".." not in value

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .args import comma_list, non_negative_float, positive_int, safe_run_id
+from .args import comma_list, non_negative_float, positive_float, positive_int, safe_run_id
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -51,8 +51,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from ..runs.ray_executor import require_ray
 
         require_ray()  # before anything is loaded: without Ray, say how to install it
-    elif args.address or args.workers:
-        raise UsageError("--address and --workers need --executor ray")
+    elif args.address or args.workers or args.worker_cpus != 1.0:
+        raise UsageError("--address, --workers and --worker-cpus need --executor ray")
     cfg = load_config(args.config)
     models = args.models or [cfg.default_model]
     _check_models(cfg, models, args.judge)
@@ -278,7 +278,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--worker-cpus",
-        type=non_negative_float,
+        type=positive_float,
         default=1.0,
         help="with --executor ray: CPUs each worker reserves, so how many a node takes (default: 1)",
     )

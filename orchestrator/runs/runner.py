@@ -143,6 +143,8 @@ async def run_grid(
         raise ValueError(f"run_grid: executor {executor!r}: 'local' or 'ray'")
     if workers is not None and workers < 1:
         raise ValueError("run_grid: workers must be >= 1")
+    if not worker_cpus > 0:
+        raise ValueError("run_grid: worker_cpus must be > 0")
     if executor == "ray":
         from .ray_executor import require_ray
 

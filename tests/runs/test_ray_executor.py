@@ -384,3 +384,24 @@ def test_the_cli_reaches_a_cluster_through_ray_client(tmp_path, isolated_home):
         import shutil
 
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--executor", "ray", "--worker-cpus", "0"], "--worker-cpus: must be a number > 0"),
+        (["--workers", "2"], "--address, --workers and --worker-cpus need --executor ray"),
+    ],
+)
+def test_bad_ray_flags_exit_2_with_the_flag_named(tmp_path, flags, message):
+    dataset = write_dataset(tmp_path, make_issues(2))
+    env = {**os.environ, "ORCHESTRATOR_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "run", "--dataset", str(dataset), *flags],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
