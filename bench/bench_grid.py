@@ -8,8 +8,10 @@
 1. Grid efficiency: N cells (default 2,000) at concurrency C (64) against a loopback server answering
    after L ms (100), through ``run_grid`` (cache off, every cell written to SQLite). The limit is
    N x L / C; the figure is wall / limit (target <= 1.1). Each round runs, in this order, the same N
-   POSTs at the same concurrency on raw aiohttp (the neutral floor), on raw httpx + httpx-aiohttp
-   (orchestrator's transport), then ``run_grid``; the floors get a pool of C connections. Peak RSS is
+   POSTs at the same concurrency on raw aiohttp (the neutral floor), on orchestrator's own transport
+   bare (``orchestrator.providers.wire``), on raw httpx + httpx-aiohttp (whole bodies, for reference),
+   then ``run_grid``; the floors get a pool of C connections, and with ``--stream`` the aiohttp and wire
+   floors stream too (their CPU per request is printed). Peak RSS is
    this process's after all the rounds (imports, the rounds and the floors included).
 2. A fully cached re-run of 10,000 cells: the grid is run once against a server with no latency (filling
    the cache), then R more times, each under a new run id so that every cell is a cache hit (target < 2 s).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import subprocess
@@ -143,17 +146,54 @@ def _body(i: int) -> dict[str, Any]:
     return {"model": "fake", "max_tokens": 16, "messages": [{"role": "user", "content": f"issue {i}"}]}
 
 
-async def raw_aiohttp_grid(url: str, n: int, concurrency: int) -> float:
-    """The neutral floor: bare aiohttp POSTs with the same concurrency, nothing else."""
+async def raw_aiohttp_grid(url: str, n: int, concurrency: int, stream: bool = False) -> float:
+    """The neutral floor: bare aiohttp POSTs with the same concurrency, nothing else (streamed: the
+    body read as it arrives, line by line)."""
     import aiohttp
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
 
         async def call(i: int) -> None:
-            async with session.post(url + "/chat/completions", json=_body(i)) as r:
-                await r.json()
+            async with session.post(url + "/chat/completions", json={**_body(i), "stream": stream}) as r:
+                if stream:
+                    async for _line in r.content:
+                        pass
+                else:
+                    await r.json()
 
         return await _drive(call, n, concurrency)
+
+
+async def raw_wire_grid(url: str, n: int, concurrency: int, stream: bool = False) -> float:
+    """orchestrator's own transport bare: the same POSTs on ``orchestrator.providers.wire``."""
+    from orchestrator.providers.http import _shared_ssl_context
+    from orchestrator.providers.wire import WirePool, parse_target
+
+    pool = WirePool(_shared_ssl_context, concurrency)
+    target = parse_target(url + "/chat/completions")
+    headers = {"content-type": "application/json"}
+
+    async def call(i: int) -> None:
+        body = json.dumps({**_body(i), "stream": stream}).encode()
+        response = await pool.post(target, headers, body, 30.0, 30.0)
+        try:
+            data = b"".join([chunk async for chunk in response.raw_chunks()])
+        finally:
+            response.release()
+        if not stream:
+            json.loads(data)
+
+    try:
+        return await _drive(call, n, concurrency)
+    finally:
+        await pool.aclose()
+
+
+def timed_cpu(run_floor: Callable[[], float], n: int) -> tuple[float, float]:
+    """(wall, CPU ms per request) of one floor run in this process."""
+    cpu = time.process_time()
+    wall = run_floor()
+    return wall, (time.process_time() - cpu) / n * 1000
 
 
 async def raw_httpx_grid(url: str, n: int, concurrency: int) -> float:
@@ -176,14 +216,26 @@ def bench_efficiency(
 ) -> dict[str, Any]:
     """Per round: raw aiohttp, raw httpx + httpx-aiohttp, then run_grid, each over the same N cells."""
     url, server = start_server_process(latency_ms)
-    out: dict[str, Any] = {"grid": [], "aiohttp": [], "httpx": [], "cpu_ms": []}
+    out: dict[str, Any] = {"grid": [], "aiohttp": [], "httpx": [], "wire": [], "cpu_ms": []}
+    out |= {"aiohttp_cpu_ms": [], "wire_cpu_ms": []}
+    has_wire = importlib.util.find_spec("orchestrator.providers.wire") is not None
     try:
         with tempfile.TemporaryDirectory() as tmp:
             client = client_for(url, Path(tmp))
             run(client, issues(concurrency), "warmup", concurrency, cache=False, stream=stream)  # imports
             out["rss_before_mb"] = current_rss_mb()
             for r in range(rounds):
-                out["aiohttp"].append(asyncio.run(raw_aiohttp_grid(url, n, concurrency)))
+                wall, cpu_ms = timed_cpu(
+                    lambda: asyncio.run(raw_aiohttp_grid(url, n, concurrency, stream)), n
+                )
+                out["aiohttp"].append(wall)
+                out["aiohttp_cpu_ms"].append(cpu_ms)
+                if has_wire:  # an older checkout (bench/with_tree.py) may not have it
+                    wall, cpu_ms = timed_cpu(
+                        lambda: asyncio.run(raw_wire_grid(url, n, concurrency, stream)), n
+                    )
+                    out["wire"].append(wall)
+                    out["wire_cpu_ms"].append(cpu_ms)
                 out["httpx"].append(asyncio.run(raw_httpx_grid(url, n, concurrency)))
                 items = issues(n)
                 cpu = time.process_time()
@@ -318,10 +370,19 @@ def main() -> None:
         report.add("limit N x L / C", limit, unit="s", basis="computed")
         report.add("run_grid wall", e["grid"], unit="s")
         report.add("raw aiohttp wall (neutral floor)", e["aiohttp"], unit="s")
-        report.add("raw httpx + httpx-aiohttp wall (orchestrator's transport)", e["httpx"], unit="s")
+        if e["wire"]:
+            report.add("raw wire wall (orchestrator's transport)", e["wire"], unit="s")
+        report.add("raw httpx + httpx-aiohttp wall (whole bodies, for reference)", e["httpx"], unit="s")
         report.add("run_grid wall / limit", [w / limit for w in e["grid"]], target=TARGET_EFFICIENCY)
         report.add("run_grid CPU per cell (this process; the server is another)", e["cpu_ms"], unit="ms")
+        report.add("raw aiohttp CPU per request", e["aiohttp_cpu_ms"], unit="ms")
+        if e["wire"]:
+            report.add("raw wire CPU per request", e["wire_cpu_ms"], unit="ms")
+            wire_vs = ratios(e["wire_cpu_ms"], e["aiohttp_cpu_ms"])
+            report.add("raw wire CPU / raw aiohttp CPU, round by round", wire_vs)
         report.add("raw aiohttp wall / limit, same rounds", [w / limit for w in e["aiohttp"]])
+        if e["wire"]:
+            report.add("raw wire wall / limit, same rounds", [w / limit for w in e["wire"]])
         report.add("raw httpx + httpx-aiohttp wall / limit, same rounds", [w / limit for w in e["httpx"]])
         report.add("run_grid wall / raw aiohttp wall, round by round", ratios(e["grid"], e["aiohttp"]))
         report.add("run_grid wall / raw httpx + httpx-aiohttp wall", ratios(e["grid"], e["httpx"]))

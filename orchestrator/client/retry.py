@@ -1,6 +1,6 @@
 """What happens when an attempt fails: which errors are retried or fall back, the backoff, the breaker.
 
-The one place where foreign exceptions (httpx's, aiohttp's, the OS's) become typed provider errors that
+The one place where foreign exceptions (httpx's, the wire's, the OS's) become typed provider errors that
 escaped an adapter is :func:`transport_error`.
 """
 
@@ -126,29 +126,22 @@ def transport_errors() -> tuple[type[BaseException], ...]:
     """Network-level exceptions an adapter may let through (a transport's own types included)."""
     global _TRANSPORT_ERRORS
     if _TRANSPORT_ERRORS is None:
-        found: list[type[BaseException]] = [httpx.HTTPError, httpx.StreamError, OSError, EOFError]
-        try:
-            import aiohttp
+        from ..providers.wire import WireError
 
-            found.append(aiohttp.ClientError)
-        except ImportError:  # pragma: no cover
-            pass
-        _TRANSPORT_ERRORS = tuple(found)
+        _TRANSPORT_ERRORS = (WireError, httpx.HTTPError, httpx.StreamError, OSError, EOFError)
     return _TRANSPORT_ERRORS
 
 
 def transport_error(exc: BaseException, spec: ModelSpec) -> E.ProviderError:
     """A transport's own exception as the typed error; only a refused connect proves nothing was sent."""
-    cls: type[E.ProviderError] = E.ConnectionFailedError
-    try:
-        import aiohttp
+    from ..providers.wire import ConnectTimedOut, ReadTimedOut, WireError
 
-        timeouts: tuple[type[BaseException], ...] = (*_TIMEOUT_ERRORS, aiohttp.ServerTimeoutError)
-    except ImportError:  # pragma: no cover
-        timeouts = _TIMEOUT_ERRORS
-    if isinstance(exc, timeouts):
+    cls: type[E.ProviderError] = E.ConnectionFailedError
+    if isinstance(exc, (*_TIMEOUT_ERRORS, ConnectTimedOut, ReadTimedOut)):
         cls = E.ProviderTimeoutError
-    never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionRefusedError))
+    never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionRefusedError)) or (
+        isinstance(exc, WireError) and not exc.sent
+    )
     return cls(
         f"{type(exc).__name__}: {exc}", provider=spec.provider, model=spec.id, maybe_billed=not never_sent
     )

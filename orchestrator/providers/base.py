@@ -72,21 +72,6 @@ class ProviderResponse:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-# aiohttp's exceptions by name, so that typing an error needs no import: a read or connect timeout, and
-# the failures to connect at all (the request was never sent).
-_AIOHTTP_TIMEOUTS = frozenset({"ServerTimeoutError", "SocketTimeoutError", "ConnectionTimeoutError"})
-_AIOHTTP_NOT_CONNECTED = frozenset(
-    {
-        "ClientConnectorError",
-        "ClientConnectorDNSError",
-        "ClientConnectorSSLError",
-        "ClientConnectorCertificateError",
-        "ClientProxyConnectionError",
-        "ConnectionTimeoutError",
-    }
-)
-
-
 def renamed_params(params: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     """The sampling parameters that are set, under the API's names (``names`` maps ours to theirs)."""
     return {theirs: params[ours] for ours, theirs in names.items() if params.get(ours) is not None}
@@ -310,22 +295,28 @@ class HttpAdapter(Adapter):
     def transport_error(self, exc: Exception, req: ChatRequest) -> E.ProviderError:
         """Type a transport failure by its root cause.
 
-        The default pool raises aiohttp's own exceptions. Through an injected httpx transport,
-        httpx-aiohttp maps every aiohttp connection error (refused, reset, server disconnected) to
-        ``httpx.ConnectTimeout`` and chains the aiohttp exception, which tells what really happened. Only
-        a failure to connect proves the request never reached the server; anything later may be billed.
+        The default pool raises :class:`~orchestrator.providers.wire.WireError`, which says whether the
+        request was sent. Through an injected httpx transport, httpx-aiohttp maps every aiohttp connection
+        error (refused, reset, server disconnected) to ``httpx.ConnectTimeout`` and chains the aiohttp
+        exception, which tells what really happened. Only a failure to connect proves the request never
+        reached the server; anything later may be billed.
         """
         import httpx
 
+        from .wire import ConnectTimedOut, InvalidRequest, ReadTimedOut, WireError
+
+        if isinstance(exc, InvalidRequest):
+            return self.err(E.BadRequestError, f"the request cannot be sent: {exc}", req, maybe_billed=False)
         root: BaseException = exc
         if isinstance(exc, httpx.HTTPError) and exc.__cause__ is not None:
             root = exc.__cause__
         name = type(root).__name__
-        timed_out = isinstance(root, (TimeoutError, httpx.TimeoutException)) or name in _AIOHTTP_TIMEOUTS
-        never_sent = isinstance(root, httpx.ConnectError) or name in _AIOHTTP_NOT_CONNECTED
+        timed_out = isinstance(root, (TimeoutError, httpx.TimeoutException, ConnectTimedOut, ReadTimedOut))
+        never_sent = isinstance(root, httpx.ConnectError) or (isinstance(root, WireError) and not root.sent)
         billed = not never_sent
         if timed_out:
-            return self.err(E.ProviderTimeoutError, f"timed out ({name})", req, maybe_billed=billed)
+            why = f": {root}" if isinstance(root, WireError) else ""
+            return self.err(E.ProviderTimeoutError, f"timed out ({name}){why}", req, maybe_billed=billed)
         detail = f"{name}: {root}"
         return self.err(E.ConnectionFailedError, f"connection failed: {detail}", req, maybe_billed=billed)
 
@@ -359,18 +350,16 @@ class HttpAdapter(Adapter):
         """The one place where what goes wrong while an answer is read (a whole ``response`` or a
         ``stream``) becomes a typed error: the attempt's deadline, the size cap, an encoding we did not
         ask for, and the transport's own exceptions. Each may have been billed."""
-        import aiohttp
         import httpx
 
         from .http import BadEncoding, BodyTooLarge
+        from .wire import WireError
 
         spec = req.spec
         try:
             yield
-        except TimeoutError as exc:
+        except TimeoutError:
             if not deadline.expired():
-                if type(exc).__name__ in _AIOHTTP_TIMEOUTS:  # a read or connect timeout of the pool
-                    raise self.transport_error(exc, req) from None
                 raise
             raise self.err(
                 E.ProviderTimeoutError,
@@ -389,9 +378,7 @@ class HttpAdapter(Adapter):
             ) from None
         except BadEncoding as exc:
             raise self.err(E.MalformedResponseError, str(exc), req, maybe_billed=True) from None
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise self.transport_error(exc, req) from None
-        except aiohttp.ClientError as exc:
+        except (WireError, httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise self.transport_error(exc, req) from None
 
     def read_response(self, req: ChatRequest, status: int, headers: Any, content: bytes) -> ProviderResponse:

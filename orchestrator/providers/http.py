@@ -1,8 +1,10 @@
 """Pooled HTTP clients and the one bounded way to read a response.
 
-One ``aiohttp.ClientSession`` per event loop: a plain ``httpx.AsyncClient`` slows to 10-12x the latency
-limit at 64 requests in flight (encode/httpx#3215), and httpx on the aiohttp transport still spends 0.23 ms
-per call on its own objects (:class:`HttpPool`). An injected ``httpx.AsyncBaseTransport`` keeps httpx.
+One :class:`~orchestrator.providers.wire.WirePool` (keep-alive HTTP/1.1 on asyncio, parsed by httptools)
+per event loop: a plain ``httpx.AsyncClient`` slows to 10-12x the latency limit at 64 requests in flight
+(encode/httpx#3215), httpx on the aiohttp transport spends 0.23 ms per call on its own objects, and aiohttp
+itself 0.30 ms per streamed call against 0.12 here (:mod:`orchestrator.providers.wire`). An injected
+``httpx.AsyncBaseTransport`` keeps httpx.
 
 :meth:`HttpPool.post` streams the body and stops it at ``max_bytes``, counted twice: on the wire
 (compressed) and after decoding, so a decompression bomb (1 MiB of gzip that inflates to 1 GiB) or an
@@ -47,7 +49,7 @@ class BodyResponse:
     """A response whose body was read within the caps."""
 
     status_code: int
-    headers: httpx.Headers
+    headers: Any  # case-insensitive .get(): wire.Headers, or httpx's
     content: bytes
 
 
@@ -121,12 +123,10 @@ class RequestTimeout(NamedTuple):
 
 
 class HttpPool:
-    """Hands out one pooled session per event loop (per base URL with an injected httpx transport).
+    """Hands out one connection pool per event loop (per base URL with an injected httpx transport).
 
-    The default is aiohttp itself. httpx's request and response objects on top of the same aiohttp
-    transport cost 0.23 ms of CPU per call, the largest single share of a grid cell at 256 in flight
-    (bench/bench_grid.py: 20,000 calls at C=256, raw httpx + httpx-aiohttp 13.4 s, raw aiohttp 8.7 s).
-    A ``transport_factory`` (any ``httpx.AsyncBaseTransport``: a mock, a proxy) keeps the httpx path.
+    The default is :class:`~orchestrator.providers.wire.WirePool`, at most ``max_connections`` to each
+    host. A ``transport_factory`` (any ``httpx.AsyncBaseTransport``: a mock, a proxy) keeps the httpx path.
     """
 
     def __init__(
@@ -137,12 +137,11 @@ class HttpPool:
         self._factory = transport_factory
         self._max_connections = max_connections
         self._clients: dict[tuple[int, str], Any] = {}
-        self._urls: dict[str, Any] = {}
-        self._targets: dict[str, tuple[Any, Any, Any]] = {}  # url -> (parsed, proxy, proxy auth)
+        self._urls: dict[str, Any] = {}  # url -> its parsed form (httpx.URL, or wire.Target)
         if transport_factory is None:
-            # a pool dropped without aclose() (a test, a notebook cell) closes its sockets quietly
-            # rather than leaving aiohttp to warn "Unclosed client session" at garbage collection
-            weakref.finalize(self, _drop_sessions, self._clients)
+            # a pool dropped without aclose() (a test, a notebook cell) closes its idle sockets at once
+            # rather than leaving them to the garbage collector's ResourceWarnings
+            weakref.finalize(self, _drop_pools, self._clients)
 
     def client(self, base_url: str) -> Any:
         """The pooled session for ``base_url`` on the running loop (created on first use)."""
@@ -157,16 +156,9 @@ class HttpPool:
     def _new_client(self) -> Any:
         if self._factory is not None:
             return httpx.AsyncClient(transport=self._factory(), follow_redirects=False)
-        import aiohttp
+        from .wire import WirePool
 
-        # max_connections per host (limit=0: no cap over all hosts), as with one httpx client per base URL
-        connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=self._max_connections, ssl=_shared_ssl_context()
-        )
-        # auto_decompress off: the body is decoded here, within the caps (_Decoder). trust_env off: with it
-        # aiohttp reads the proxy variables and stats ~/.netrc (in a thread) on every request, about 1 ms of
-        # CPU per call at C=256 (2.2 against 1.06 ms a grid cell); the proxy is looked up once per URL instead
-        return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)
+        return WirePool(_shared_ssl_context, self._max_connections)
 
     @contextlib.asynccontextmanager
     async def _open(
@@ -177,7 +169,7 @@ class HttpPool:
         json_body: dict[str, Any],
         timeout: RequestTimeout,
     ) -> AsyncIterator[Any]:
-        """POST and give the response (aiohttp's or httpx's) with its body still unread."""
+        """POST and give the response (the wire's or httpx's) with its body still unread."""
         client = self.client(base_url)
         # surrogatepass: a lone surrogate that slipped through must not crash the send; the server
         # sees the bytes and answers (or refuses) like any other request
@@ -195,28 +187,14 @@ class HttpPool:
             finally:
                 await response.aclose()
             return
-        import aiohttp
-        from yarl import URL
+        from .wire import parse_target
 
-        target = self._targets.get(url)
-        if target is None:  # one entry, set at once: the pool is shared by the loops of several threads
-            address = URL(url)
-            target = self._targets[url] = (address, *_proxy_for(address))
-        parsed, proxy, proxy_auth = target
-        limits = aiohttp.ClientTimeout(
-            total=None, connect=timeout.connect, sock_connect=timeout.connect, sock_read=timeout.read
-        )
-        response = await client.post(
-            parsed,
-            data=content,
-            headers=headers,
-            timeout=limits,
-            allow_redirects=False,
-            proxy=proxy,
-            proxy_auth=proxy_auth,
-        )
+        target = self._urls.get(url)
+        if target is None:  # parsed once, with the proxy the environment names for it
+            target = self._urls[url] = parse_target(url)
+        response = await client.post(target, headers, content, timeout.read, timeout.connect)
         try:
-            yield _AiohttpResponse(response)
+            yield response
         finally:
             response.release()
 
@@ -257,38 +235,13 @@ class HttpPool:
         loop_id = id(asyncio.get_running_loop())
         for key in [k for k in self._clients if k[0] == loop_id]:
             client = self._clients.pop(key)
-            await (client.aclose() if self._factory is not None else client.close())
+            await client.aclose()
 
 
-def _proxy_for(url: Any) -> tuple[Any, Any]:
-    """The proxy the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) names for ``url``, if any."""
-    from aiohttp.helpers import get_env_proxy_for_url
-
-    try:
-        return get_env_proxy_for_url(url)
-    except LookupError:
-        return None, None
-
-
-def _drop_sessions(sessions: dict[tuple[int, str], Any]) -> None:
-    for session in sessions.values():
-        connector = session.connector
-        if connector is not None and not connector.closed:
-            with contextlib.suppress(Exception):  # its loop may be closed already
-                connector._close()  # the synchronous part of close(): the sockets, no waiting
-    sessions.clear()
-
-
-class _AiohttpResponse:
-    """An aiohttp response as the readers below see it: status, headers, raw chunks as they arrive."""
-
-    def __init__(self, response: Any) -> None:
-        self.status_code: int = response.status
-        self.headers = response.headers  # case-insensitive .get(), like httpx's
-        self._content = response.content
-
-    def raw_chunks(self) -> AsyncIterator[bytes]:
-        return self._content.iter_any()
+def _drop_pools(pools: dict[tuple[int, str], Any]) -> None:
+    for pool in pools.values():
+        pool.close_now()
+    pools.clear()
 
 
 class _HttpxResponse:
@@ -306,7 +259,7 @@ class _HttpxResponse:
 class StreamingBody:
     """A response whose body is read as it arrives, within the caps (see :meth:`HttpPool.stream`)."""
 
-    def __init__(self, response: _AiohttpResponse | _HttpxResponse, max_bytes: int) -> None:
+    def __init__(self, response: Any, max_bytes: int) -> None:
         self.status_code = response.status_code
         self.headers = response.headers
         self._response = response
@@ -321,7 +274,7 @@ class StreamingBody:
         return await _read_bounded(self._response, self._max_bytes)
 
 
-async def _iter_bounded(response: _AiohttpResponse | _HttpxResponse, max_bytes: int) -> AsyncIterator[bytes]:
+async def _iter_bounded(response: Any, max_bytes: int) -> AsyncIterator[bytes]:
     length = response.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes:
         raise BodyTooLarge("compressed, by its content-length", max_bytes)
@@ -341,5 +294,5 @@ async def _iter_bounded(response: _AiohttpResponse | _HttpxResponse, max_bytes: 
         yield piece
 
 
-async def _read_bounded(response: _AiohttpResponse | _HttpxResponse, max_bytes: int) -> bytes:
+async def _read_bounded(response: Any, max_bytes: int) -> bytes:
     return b"".join([piece async for piece in _iter_bounded(response, max_bytes)])
