@@ -3,7 +3,7 @@
 One :class:`~orchestrator.providers.wire.WirePool` (keep-alive HTTP/1.1 on asyncio, parsed by httptools)
 per event loop: a plain ``httpx.AsyncClient`` slows to 10-12x the latency limit at 64 requests in flight
 (encode/httpx#3215), httpx on the aiohttp transport spends 0.23 ms per call on its own objects, and aiohttp
-itself 0.30 ms per streamed call against 0.12 here (:mod:`orchestrator.providers.wire`). An injected
+itself 0.23 ms per streamed call against 0.10 here (:mod:`orchestrator.providers.wire`). An injected
 ``httpx.AsyncBaseTransport`` keeps httpx.
 
 :meth:`HttpPool.post` streams the body and stops it at ``max_bytes``, counted twice: on the wire

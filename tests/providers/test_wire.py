@@ -115,6 +115,18 @@ async def test_an_idle_connection_the_server_closed_is_dropped_and_the_request_s
     assert server.connections == 2 and len(server.requests) == 2
 
 
+async def test_user_and_password_in_the_url_are_sent_as_basic_auth_unless_the_caller_sets_one() -> None:
+    async with Server(lambda n: ok()) as server:
+        url = server.url.replace("http://", "http://vllm:s3cret@")
+        pool = WirePool(context)
+        await post(pool, url)
+        response = await pool.post(parse_target(url), {"Authorization": "Bearer k"}, b"", 5.0, 5.0)
+        response.release()
+        await pool.aclose()
+    assert b"Authorization: Basic dmxsbTpzM2NyZXQ=\r\n" in server.requests[0]
+    assert b"Authorization: Bearer k\r\n" in server.requests[1] and b"Basic" not in server.requests[1]
+
+
 async def test_connection_close_is_honoured() -> None:
     async with Server(lambda n: ok(extra=b"connection: close\r\n")) as server:
         pool = WirePool(context)
@@ -361,6 +373,8 @@ def test_targets_parse_hosts_ports_and_proxies(monkeypatch) -> None:
         None,
     )
     assert parse_target("http://[::1]:8080/v1").host_header == b"[::1]:8080"
+    assert parse_target("http://h/v1/modèle%20x").request_path == b"/v1/mod%C3%A8le%20x"  # encoded once
+    assert parse_target("https://user:p%40ss@h/v1").authorization == b"Basic dXNlcjpwQHNz"
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
     via = parse_target("http://api.example.com/v1")
     assert via.proxy == ("proxy.internal", 3128) and via.request_path == b"http://api.example.com/v1"
@@ -372,3 +386,40 @@ def test_targets_parse_hosts_ports_and_proxies(monkeypatch) -> None:
     with pytest.raises(InvalidRequest, match="not an http"):
         parse_target("ftp://example.com/")
     assert wire.Headers({"retry-after": "3"}).get("Retry-After") == "3"
+
+
+async def test_the_adapter_types_each_wire_failure_and_says_whether_it_may_be_billed() -> None:
+    from orchestrator import errors as E
+    from orchestrator.config import ModelSpec
+    from orchestrator.providers.base import ChatRequest
+    from orchestrator.providers.http import HttpPool
+    from orchestrator.providers.openai import ADAPTER
+    from orchestrator.types import Message
+
+    def request(url: str, **spec: object) -> ChatRequest:
+        model = ModelSpec(id="w/m", provider="openai", model="m", base_url=url, timeout=0.3, **spec)
+        return ChatRequest(spec=model, messages=[Message(role="user", content="hi")], params={"max_tokens": 4})
+
+    pool = HttpPool()
+    async with Server(lambda n: b"garbage\r\n\r\n") as server:
+        with pytest.raises(E.ConnectionFailedError, match="not valid HTTP/1.1") as caught:
+            await ADAPTER.send(request(server.url), pool)
+        assert caught.value.maybe_billed
+        url = server.url
+    with pytest.raises(E.ConnectionFailedError, match="cannot connect") as caught:
+        await ADAPTER.send(request(url), pool)  # the server is gone
+    assert not caught.value.maybe_billed
+
+    async def never(n: int) -> bytes:
+        await asyncio.sleep(30)
+        return b""
+
+    async with Server(never) as server:
+        with pytest.raises(E.ProviderTimeoutError, match="no byte of the answer for 0.3 s") as caught:
+            await ADAPTER.send(request(server.url), pool)
+        assert caught.value.maybe_billed
+        headers = {"x-team": "a\r\nInjected: 1"}
+        with pytest.raises(E.BadRequestError, match="cannot be sent") as caught:
+            await ADAPTER.send(request(server.url, headers=headers), pool)
+        assert not caught.value.maybe_billed and not caught.value.retryable
+    await pool.aclose()
