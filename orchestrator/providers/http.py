@@ -265,10 +265,9 @@ class StreamingBody:
         self._response = response
         self._max_bytes = max_bytes
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncIterator[bytes]:
         """The decoded body, piece by piece as the wire delivers it."""
-        async for piece in _iter_bounded(self._response, self._max_bytes):
-            yield piece
+        return _iter_bounded(self._response, self._max_bytes)  # not wrapped: one generator fewer a piece
 
     async def read(self) -> bytes:
         return await _read_bounded(self._response, self._max_bytes)
