@@ -398,7 +398,9 @@ async def test_the_adapter_types_each_wire_failure_and_says_whether_it_may_be_bi
 
     def request(url: str, **spec: object) -> ChatRequest:
         model = ModelSpec(id="w/m", provider="openai", model="m", base_url=url, timeout=0.3, **spec)
-        return ChatRequest(spec=model, messages=[Message(role="user", content="hi")], params={"max_tokens": 4})
+        return ChatRequest(
+            spec=model, messages=[Message(role="user", content="hi")], params={"max_tokens": 4}
+        )
 
     pool = HttpPool()
     async with Server(lambda n: b"garbage\r\n\r\n") as server:
@@ -423,3 +425,30 @@ async def test_the_adapter_types_each_wire_failure_and_says_whether_it_may_be_bi
             await ADAPTER.send(request(server.url, headers=headers), pool)
         assert not caught.value.maybe_billed and not caught.value.retryable
     await pool.aclose()
+
+
+async def test_the_pool_trusts_the_ca_named_by_ssl_cert_file(tmp_path, monkeypatch) -> None:
+    """The real path: HttpPool -> the shared TLS context (built once per process, from the environment)."""
+    trustme = pytest.importorskip("trustme", reason="trustme (a dev dependency) makes the test certificate")
+
+    from orchestrator.providers import http
+    from orchestrator.providers.http import HttpPool, RequestTimeout
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    handler = Server(lambda n: ok(b'{"via":"tls"}'))
+    listener = await asyncio.start_server(handler._serve, "127.0.0.1", 0, ssl=server_ctx)
+    url = f"https://127.0.0.1:{listener.sockets[0].getsockname()[1]}/v1"
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    monkeypatch.setattr(http, "_ssl_context", None)  # built again, from this environment
+    pool = HttpPool()
+    try:
+        answer = await pool.post(
+            url, base_url=url, headers={}, json_body={}, timeout=RequestTimeout(5, 5), max_bytes=1000
+        )
+        assert (answer.status_code, answer.content) == (200, b'{"via":"tls"}')
+    finally:
+        await pool.aclose()
+        listener.close()
