@@ -148,7 +148,10 @@ class HttpPool:
         loop = asyncio.get_running_loop()
         key = (id(loop), base_url if self._factory else "")
         client = self._clients.get(key)
-        if client is None or (client.is_closed if self._factory else client.closed):
+        # a pool left by a loop that has gone (its id reused by this one) is not this loop's
+        if client is None or (
+            client.is_closed if self._factory else client.closed or client.loop is not loop
+        ):
             client = self._new_client()
             self._clients[key] = client
         return client

@@ -167,7 +167,6 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.status = 0
         self.fields: dict[str, str] = {}
-        self._name = ""
         self.head_done = False
         self.complete = False
         self.keep_alive = False
@@ -371,6 +370,7 @@ class WirePool:
         self._max = max_connections
         self._origins: dict[tuple[Any, ...], _Origin] = {}
         self.closed = False
+        self.loop = asyncio.get_running_loop()  # made on its loop; its connections and slots belong to it
 
     async def post(
         self,

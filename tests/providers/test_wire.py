@@ -452,3 +452,46 @@ async def test_the_pool_trusts_the_ca_named_by_ssl_cert_file(tmp_path, monkeypat
     finally:
         await pool.aclose()
         listener.close()
+
+
+def test_one_http_pool_serves_event_loops_one_after_another() -> None:
+    """A notebook runs ``asyncio.run`` per cell: each loop gets its own connections, never a dead loop's
+    (a new loop can even reuse the dead one's id)."""
+    from helpers.provider_server import ProviderServer
+
+    from orchestrator.config import ModelSpec
+    from orchestrator.providers.base import ChatRequest
+    from orchestrator.providers.http import HttpPool
+    from orchestrator.providers.openai import ADAPTER
+    from orchestrator.types import Message
+
+    answer = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    with ProviderServer() as server:
+        for _ in range(4):
+            server.reply(200, answer)
+        spec = ModelSpec(id="w/m", provider="openai", model="m", base_url=server.url + "/v1", timeout=2)
+        req = ChatRequest(spec=spec, messages=[Message(role="user", content="hi")], params={"max_tokens": 4})
+        pool = HttpPool()
+        texts = [asyncio.run(ADAPTER.send(req, pool)).text for _ in range(2)]
+        # the id of a loop that has gone can be the next loop's: make it so
+        dead = asyncio.new_event_loop()
+        dead.run_until_complete(ADAPTER.send(req, pool))
+        dead.close()
+        (key,) = [k for k in pool._clients if k[0] == id(dead)]
+        loop = asyncio.new_event_loop()
+        left = pool._clients[(id(loop), key[1])] = pool._clients.pop(key)
+
+        async def pool_of_this_loop() -> object:
+            return pool.client(spec.base_url or "")
+
+        assert loop.run_until_complete(pool_of_this_loop()) is not left  # never the dead loop's sockets
+        texts.append(loop.run_until_complete(ADAPTER.send(req, pool)).text)
+        loop.close()
+    assert texts == ["hi", "hi", "hi"] and len(server.requests) == 4
