@@ -79,6 +79,11 @@ class PromptTemplate:
     source: str
     where: Where
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a compiled Jinja2 template does not unpickle (Ray ships a run's modes to its workers): it is
+        # compiled again where it is used
+        return {k: v for k, v in self.__dict__.items() if k != "_compiled"}
+
     @functools.cached_property
     def _compiled(self) -> tuple[Any, frozenset[str]]:
         """The Jinja2 template and the context names it uses; errors as in :func:`compile_template`."""

@@ -141,3 +141,19 @@ def test_two_files_naming_one_task_are_refused(tmp_path):
 def test_loading_tasks_does_not_slow_the_package_import():
     code = "import sys, orchestrator; assert 'jinja2' not in sys.modules and 'orchestrator.tasks' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_compiled_template_pickles_and_renders_the_same_after(tmp_path) -> None:
+    """Ray ships a run's modes to its workers by pickle; a compiled Jinja2 template does not unpickle, so
+    it is left out and compiled again on the other side."""
+    import pickle
+
+    from orchestrator.tasks.templates import Where, compile_template
+
+    where = Where(tmp_path / "t.toml", "default", "user", 3)
+    template = compile_template("{{ issue.title | upper }} ({{ labels | join(', ') }})", where)
+    context = {"issue": {"title": "crash"}, "labels": ["bug", "docs"], "fields": {}, "task": "t"}
+    before = template.render(context)  # compiled and cached on the object
+    copy = pickle.loads(pickle.dumps(template))
+    assert copy.render(context) == before == "CRASH (bug, docs)"
+    assert copy.where == where and copy.names == {"issue", "labels"}
