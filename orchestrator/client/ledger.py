@@ -76,6 +76,9 @@ class Ledger:
     budget_usd: float | None = None
     lines: dict[tuple[str, str], LedgerLine] = field(default_factory=dict)
     reserved_usd: float = 0.0
+    refused_usd: float = (
+        0.0  # the worst case of the last attempt the budget refused (what a lease must cover)
+    )
     _spent: float = field(default=0.0, repr=False)
     _saved: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -114,6 +117,7 @@ class Ledger:
             return 0.0
         with self._lock:
             if self._spent + self.reserved_usd + estimate > self.budget_usd:
+                self.refused_usd = estimate
                 raise BudgetExceededError(
                     f"budget ${self.budget_usd:.4f} would be exceeded: spent ${self._spent:.4f}, "
                     f"in flight ${self.reserved_usd:.4f}, this call up to ${estimate:.4f}",

@@ -177,9 +177,13 @@ class BudgetActor:
         self.granted = 0.0
         self.returned = 0.0
 
-    def lease(self, amount: float) -> float:
+    def lease(self, amount: float, minimum: float = 0.0, returning: float = 0.0) -> float:
+        """Up to ``amount``, and nothing when less than ``minimum`` is left: a lease too small for the call
+        that asked would strand budget that another worker's call could use. ``returning`` comes back first
+        (the asker's unreserved lease, handed in when its call did not fit)."""
+        self.give_back(returning)
         give = min(max(0.0, amount), self.remaining)
-        if give <= 1e-12:
+        if give <= 1e-12 or give + 1e-12 < minimum:
             return 0.0
         self.remaining -= give
         self.granted += give
@@ -238,7 +242,11 @@ class CellWorker:
             self._run_id = settings.run_id
 
     def run_cells(
-        self, cells: list[Cell], settings: WorkerSettings, modes: dict[str, Any], budget: Any = None
+        self,
+        cells: list[Cell],
+        settings: WorkerSettings,
+        modes: dict[str, Any],
+        budget: Any = None,
     ) -> Iterator[WorkerReport]:
         """Run ``cells``; Ray streams each report to the driver as soon as it is yielded."""
         self._begin(settings, modes, budget)
@@ -261,7 +269,11 @@ class CellWorker:
                 self.budget.give_back.remote(unused)
 
     def run_batch(
-        self, cells: list[Cell], settings: WorkerSettings, modes: dict[str, Any], budget: Any = None
+        self,
+        cells: list[Cell],
+        settings: WorkerSettings,
+        modes: dict[str, Any],
+        budget: Any = None,
     ) -> list[WorkerReport]:
         """``run_cells`` returned whole, for a driver on Ray Client (which cannot stream from an actor)."""
         return list(self.run_cells(cells, settings, modes, budget))
@@ -322,18 +334,34 @@ class CellWorker:
         return "row", row
 
     async def _lease_more(self) -> bool:
-        """Ask the budget for another lease; False when nothing is left."""
+        """Ask the budget for enough to cover the call that did not fit; False when it cannot be had.
+
+        First for the call's shortfall (at least a lease); if the budget has less than that left, this
+        worker hands back what it holds unreserved and asks for the call's whole worst case, so that
+        leases split between the workers never refuse a call the budget still allows.
+        """
         if self.budget is None or self.settings.lease_usd is None:
             return False
         assert self._leasing is not None
         async with self._leasing:
             if self._out_of_budget:
                 return False
-            granted = await asyncio.wrap_future(self.budget.lease.remote(self.settings.lease_usd).future())
+            ledger, lease = self.ledger, self.settings.lease_usd
+            need = ledger.refused_usd
+            shortfall = max(0.0, need - (ledger.remaining_usd or 0.0))
+            if shortfall <= 1e-12:
+                return True  # a lease arrived (or a call ended) since the refusal: try again
+            granted = await self._lease(max(lease, shortfall), shortfall, 0.0)
+            if granted <= 0:
+                unused = ledger.shrink_to_committed()
+                granted = await self._lease(max(lease, need), need, unused)
             if granted <= 0:
                 return False
-            self.ledger.extend(granted)
+            ledger.extend(granted)
             return True
+
+    async def _lease(self, amount: float, minimum: float, returning: float) -> float:
+        return await asyncio.wrap_future(self.budget.lease.remote(amount, minimum, returning).future())
 
 
 # ---------------------------------------------------------------------------------------------- driver

@@ -200,13 +200,29 @@ def test_rpm_60_holds_across_two_workers_over_a_minute(tmp_path, isolated_home, 
         srv.stop()
 
 
+def test_a_lease_is_all_a_call_needs_or_nothing_and_a_refused_worker_hands_its_lease_back() -> None:
+    from orchestrator.runs.ray_executor import BudgetActor
+
+    budget = BudgetActor(0.02)
+    assert budget.lease(0.011, minimum=0.011) == pytest.approx(0.011)  # a call's worst case, whole
+    assert budget.lease(0.011, minimum=0.011) == 0.0  # 0.009 left: too little for a call, nothing leased
+    assert budget.remaining == pytest.approx(0.009)
+    assert budget.lease(0.005, minimum=0.002) == pytest.approx(0.005)  # a shortfall, with a lease's margin
+    assert budget.lease(0.011, minimum=0.011, returning=0.005) == 0.0  # handed back, still not enough
+    assert budget.remaining == pytest.approx(0.009) and budget.outstanding() == pytest.approx(0.011)
+    assert budget.lease(0.01, minimum=0.004, returning=0.011) == pytest.approx(0.01)  # another's came back
+    assert budget.outstanding() == pytest.approx(0.01) and budget.remaining == pytest.approx(0.01)
+
+
 def test_budget_cap_holds_across_workers_then_resume_finishes(tmp_path, isolated_home, cluster):
     srv = server(latency_s=0.05)
     price_in, price_out = 10.0, 40.0  # per million tokens, as write_config sets
     try:
         cfg = write_config(tmp_path, srv.url + "/v1")
         issues = make_issues(30)
-        budget = 0.02  # the worst case of a call is ~$0.003: a few calls fit, not 30
+        # a call's worst case is ~$0.011, four leases and more (0.02 / 8 each): one call fits at a time, and
+        # only when one worker holds enough of the budget (split leases once refused every call)
+        budget = 0.02
         client = client_for(cfg, cache=False)
         try:
             first = on_ray(client, issues, concurrency=6, budget_usd=budget, run_id="budget", workers=2)
