@@ -222,9 +222,9 @@ class CellWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def _begin(self, settings: WorkerSettings, modes: dict[str, Any], budget: Any) -> None:
-        """Take up a new run: its modes, a ledger of its own, a fresh gate (under the lock: the batches of
-        a run arrive on several threads at once)."""
+    def _begin(self, settings: WorkerSettings, modes: dict[str, Any], budget: Any, fitted: Any) -> None:
+        """Take up a new run: its modes, the trained baselines the driver fitted for it, a ledger of its
+        own, a fresh gate (under the lock: the batches of a run arrive on several threads at once)."""
         from ..client.ledger import Ledger
         from ..modes import register_mode
 
@@ -233,6 +233,12 @@ class CellWorker:
                 return
             for mode in modes.values():  # the driver's modes, bound to the run's issues (labels, floor label)
                 register_mode(mode)
+            if fitted:  # [a reference]: fetched here once a run, not resolved again with every batch
+                import ray
+
+                from ..trained.fitting import FITTED
+
+                FITTED.update(ray.get(fitted[0]))
             self.settings = settings
             self.budget = budget
             self.ledger = Ledger(budget_usd=0.0 if settings.lease_usd is not None else None)
@@ -247,9 +253,10 @@ class CellWorker:
         settings: WorkerSettings,
         modes: dict[str, Any],
         budget: Any = None,
+        fitted: list[Any] | None = None,
     ) -> Iterator[WorkerReport]:
         """Run ``cells``; Ray streams each report to the driver as soon as it is yielded."""
-        self._begin(settings, modes, budget)
+        self._begin(settings, modes, budget, fitted)
         out: queue.SimpleQueue = queue.SimpleQueue()
         future = self.client.submit(self._run(cells, out))
         left = len(cells)
@@ -274,9 +281,10 @@ class CellWorker:
         settings: WorkerSettings,
         modes: dict[str, Any],
         budget: Any = None,
+        fitted: list[Any] | None = None,
     ) -> list[WorkerReport]:
         """``run_cells`` returned whole, for a driver on Ray Client (which cannot stream from an actor)."""
-        return list(self.run_cells(cells, settings, modes, budget))
+        return list(self.run_cells(cells, settings, modes, budget, fitted))
 
     def _report(self, items: list[tuple[str, Any]]) -> WorkerReport:
         rows = [value for kind, value in items if kind == "row"]
@@ -398,6 +406,15 @@ def split_concurrency(config: Any, models: Sequence[str], workers: int) -> dict[
     return out
 
 
+def _fitted_for(models: Sequence[str], ray: Any) -> list[Any] | None:
+    """The trained baselines the driver fitted for this run (``Adapter.prepare``), in the object store
+    once: a worker has no training data, and on another node not even the driver's home."""
+    from ..trained.fitting import FITTED
+
+    fits = {key: fit for key, fit in FITTED.items() if key[0] in models}
+    return [ray.put(fits)] if fits else None
+
+
 def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
     """Connect to the cluster at ``address`` (``auto``, ``ray://HOST:PORT``), or start one on this machine
     when it is None; returns whether this call started Ray (and so should shut it down)."""
@@ -457,6 +474,7 @@ async def run_on_ray(
             lease = remaining / (LEASES_PER_WORKER * n)
         settings = WorkerSettings(run_id, plan.cache, plan.stream, plan.judge_model, per_worker, lease)
         modes = ray.put(dict(MODES))
+        fitted = _fitted_for(plan.models, ray)
         start = time.perf_counter()
         actors, limits = _workers(client.config, n, plan.worker_cpus, split, limited)
         await _ready(actors, n, plan.worker_cpus, WORKER_START_S)
@@ -492,11 +510,11 @@ async def run_on_ray(
 
         async def reports(actor: Any, batch: list[Cell]) -> AsyncIterator[WorkerReport]:
             if through_client:  # whole batches: Ray Client does not stream actor results
-                for report in await actor.run_batch.remote(batch, settings, modes, budget):
+                for report in await actor.run_batch.remote(batch, settings, modes, budget, fitted):
                     yield report
                 return
             call = actor.run_cells.options(num_returns="streaming")
-            async for ref in call.remote(batch, settings, modes, budget):
+            async for ref in call.remote(batch, settings, modes, budget, fitted):
                 yield await ref
 
         async def run_batch(actor: Any, batch: list[Cell]) -> bool:

@@ -296,6 +296,23 @@ def test_the_driver_killed_mid_run_then_resumed_on_ray_loses_nothing(tmp_path, i
         srv.stop()
 
 
+def test_a_trained_baseline_fitted_by_the_driver_answers_the_same_on_ray(tmp_path, isolated_home, cluster):
+    """The driver fits the trained baseline (on the dev split) before the cells go out; the workers load
+    that fit from the run's home and answer exactly what the in-process run answers."""
+    from trained.test_trained import nlbse_project
+
+    from orchestrator.cli import main
+
+    cfg = nlbse_project(tmp_path, plant_in=None)
+    base = ["--config", str(cfg), "run", "--dataset", str(tmp_path / "nlbse.jsonl"), "--tasks", "nlbse"]
+    base += ["--split", "test", "--models", "trained/tfidf-logreg,baseline/rules", "--no-cache"]  # no hits
+    assert main([*base, "--run-id", "local"]) == 0
+    assert main([*base, "--run-id", "ray", "--executor", "ray", "--workers", "2"]) == 0
+    a, b = rows_without_timings(isolated_home, "local"), rows_without_timings(isolated_home, "ray")
+    assert len(a) == 80 and (a["error_type"].fillna("") == "").all()
+    assert a["text"].str.len().gt(0).all() and a.equals(b)
+
+
 def test_more_workers_than_the_cluster_has_cpus_fails_with_the_cpus_named(
     tmp_path, isolated_home, cluster, monkeypatch
 ):
