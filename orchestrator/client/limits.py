@@ -336,7 +336,7 @@ class Limiter:
         self.sleep = sleep
         self.wall = wall
         # a log with SharedLog's methods that every bucket shares unless given a file: the limits of a
-        # cluster (orchestrator.runs.ray_executor.ClusterLog, over an actor that holds the log)
+        # cluster (orchestrator.runs.ray_workers.ClusterLog, over an actor that holds the log)
         self.cluster = cluster
         self._buckets: dict[tuple[Any, ...], Bucket] = {}
         self._shared: dict[str, SharedLog] = {}

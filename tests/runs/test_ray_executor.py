@@ -201,7 +201,7 @@ def test_rpm_60_holds_across_two_workers_over_a_minute(tmp_path, isolated_home, 
 
 
 def test_a_lease_is_all_a_call_needs_or_nothing_and_a_refused_worker_hands_its_lease_back() -> None:
-    from orchestrator.runs.ray_executor import BudgetActor
+    from orchestrator.runs.ray_workers import BudgetActor
 
     budget = BudgetActor(0.02)
     assert budget.lease(0.011, minimum=0.011) == pytest.approx(0.011)  # a call's worst case, whole
