@@ -233,16 +233,10 @@ class CellWorker:
             if unused:
                 self.budget.give_back.remote(unused)
 
-    def run_batch(
-        self,
-        cells: list[Cell],
-        settings: WorkerSettings,
-        modes: dict[str, Any],
-        budget: Any = None,
-        fitted: list[Any] | None = None,
-    ) -> list[WorkerReport]:
-        """``run_cells`` returned whole, for a driver on Ray Client (which cannot stream from an actor)."""
-        return list(self.run_cells(cells, settings, modes, budget, fitted))
+    def run_batch(self, *args: Any) -> list[WorkerReport]:
+        """``run_cells`` (same arguments) returned whole, for a driver on Ray Client (which cannot stream
+        from an actor)."""
+        return list(self.run_cells(*args))
 
     def _report(self, items: list[tuple[str, Any]]) -> WorkerReport:
         rows = [value for kind, value in items if kind == "row"]
