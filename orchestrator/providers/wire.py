@@ -214,12 +214,6 @@ class _Connection(asyncio.Protocol):
                 )
         self._wake()
 
-    def pause_writing(self) -> None:  # the request is written whole; asyncio buffers it
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # httptools
 
     def on_message_begin(self) -> None:
