@@ -123,25 +123,30 @@ def parse_line(text: str) -> Any:
     Refused: nesting deeper than :data:`MAX_DEPTH`, integers longer than :data:`MAX_NUMBER_DIGITS`
     digits, floats that overflow to infinity, ``NaN``/``Infinity`` literals and duplicate keys.
     """
-    too_deep = LineProblem(f"nested deeper than {MAX_DEPTH} levels")
+    if text.startswith("\ufeff"):  # what json.loads says of a BOM (the decoder itself does not check)
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
     try:
-        value = json.loads(
-            text,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-            parse_constant=_parse_constant,
-            object_pairs_hook=_object,
-        )
+        value = _DECODER.decode(text)
     except RecursionError:  # json recurses per level: far deeper than MAX_DEPTH
-        raise too_deep from None
+        raise LineProblem(f"nested deeper than {MAX_DEPTH} levels") from None
     # str.count is cheap; only a line with many brackets needs the walk
     if (
         isinstance(value, dict | list)
         and text.count("[") + text.count("{") > MAX_DEPTH
         and _deeper_than(value, MAX_DEPTH)
     ):
-        raise too_deep
+        raise LineProblem(f"nested deeper than {MAX_DEPTH} levels")
     return value
+
+
+# One decoder for every line: json.loads with hooks builds a new JSONDecoder per call, a third of the time
+# of parsing a short issue line (0.31 s for 20,000 issues before).
+_DECODER = json.JSONDecoder(
+    parse_int=_parse_int,
+    parse_float=_parse_float,
+    parse_constant=_parse_constant,
+    object_pairs_hook=_object,
+)
 
 
 def _key_field(parent: str, key: str) -> str:
