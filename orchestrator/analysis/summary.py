@@ -30,6 +30,28 @@ def _latency_quantiles(lat: np.ndarray, g: np.ndarray, ok: np.ndarray, n: int) -
     return out
 
 
+# The results columns summary_table reads (the others, answers' text among them, it never looks at): a
+# caller that reads rows back only for the summary selects these (20,000 rows: 0.24 -> 0.16 s).
+SUMMARY_COLUMNS = (
+    "model",
+    "mode",
+    "issue_id",
+    "score",
+    "error_type",
+    "cost_usd",
+    "cost_saved_usd",
+    "from_cache",
+    "latency_s",
+    "ttft_s",
+    "output_tps",
+    "input_uncached",
+    "cache_read",
+    "cache_write",
+    "output",
+    "reasoning",
+)
+
+
 def summary_table(
     df: pd.DataFrame,
     *,

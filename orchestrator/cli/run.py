@@ -127,11 +127,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary_table(cfg, run_id: str) -> None:
-    from ..analysis import summary_table
+    from ..analysis.summary import SUMMARY_COLUMNS, summary_table
     from ..runs.store import open_store
 
     with open_store(config=cfg, readonly=True) as store:
-        df = store.results_df(run_id)
+        df = store.results_df(run_id, columns=SUMMARY_COLUMNS)
     if df.empty:
         print("no results")
         return

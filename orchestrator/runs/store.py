@@ -317,19 +317,26 @@ class ResultStore:
             [(s, j, d, run_id, i, m, md, r) for s, j, d, i, m, md, r in updates],
         )
 
-    def results_df(self, run_id: str | None = None) -> pd.DataFrame:
-        """The results of one run (or every run) as a DataFrame with proper dtypes."""
+    def results_df(self, run_id: str | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The results of one run (or every run) as a DataFrame with proper dtypes; only ``columns``
+        (results columns) when given."""
         import pandas as pd
 
         sql = SELECT_SQL
+        if columns is not None:
+            unknown = sorted(set(columns) - set(COLUMNS))
+            if unknown:
+                raise ValueError(f"results_df: no results column {', '.join(map(repr, unknown))}")
+            sql = f"SELECT {', '.join(dict.fromkeys(columns))} FROM results"
         params: tuple[Any, ...] = ()
         if run_id is not None:
             sql += " WHERE run_id = ?"
             params = (run_id,)
         with self._lock:
             df = pd.read_sql_query(sql, self._conn, params=params)
-        if len(df):  # rows written before tasks existed: the mode is the task, its prompt the default
+        if len(df) and "task" in df:  # rows written before tasks existed: the mode is the task
             df["task"] = df["task"].where(df["task"].notna(), df["mode"].str.partition(":")[0])
+        if len(df) and "prompt" in df:  # and their prompt the default
             df["prompt"] = df["prompt"].fillna("default")
         return with_dtypes(df)
 

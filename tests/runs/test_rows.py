@@ -39,3 +39,53 @@ def test_the_key_columns_are_required_and_unknown_columns_refused():
         assert "bogus" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("an unknown column was accepted")
+
+
+def test_the_summary_read_from_its_columns_alone_is_the_summary_of_every_column(tmp_path):
+    """The CLI reads back only SUMMARY_COLUMNS for its table: a column summary_table reads and the list
+    misses would change (or break) the table here, which has errors, cache hits, unknown costs and repeats."""
+    import numpy as np
+
+    from orchestrator.analysis.summary import SUMMARY_COLUMNS, summary_table
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(40):
+        for model in ("m/a", "m/b"):
+            for repeat in range(2):
+                failed = rng.random() < 0.15
+                rows.append(
+                    ResultRow(
+                        run_id="r",
+                        issue_id=f"o/r#{i}",
+                        model=model,
+                        mode="classify",
+                        repeat=repeat,
+                        score=None if failed else float(rng.random() < 0.6),
+                        error_type="timeout" if failed else None,
+                        cost_usd=None if rng.random() < 0.1 else float(rng.random() / 1000),
+                        cost_saved_usd=float(rng.random() / 1000) if repeat else None,
+                        from_cache=bool(repeat and rng.random() < 0.5),
+                        latency_s=float(rng.random()),
+                        ttft_s=float(rng.random() / 4),
+                        output_tps=float(rng.random() * 100),
+                        input_uncached=int(rng.integers(10, 99)),
+                        cache_read=int(rng.integers(0, 9)),
+                        cache_write=0,
+                        output=int(rng.integers(1, 30)),
+                        reasoning=int(rng.integers(0, 5)),
+                    )  # fmt: skip
+                )
+    store = ResultStore(tmp_path / "r.sqlite")
+    store.write_results(rows)
+    whole = summary_table(store.results_df("r"), n_boot=200)
+    narrow_df = store.results_df("r", columns=SUMMARY_COLUMNS)
+    try:
+        store.results_df("r", columns=["score", "score; DROP TABLE results"])
+    except ValueError as exc:
+        assert "DROP TABLE" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("an unknown column was accepted")
+    store.close()
+    assert list(narrow_df.columns) == list(SUMMARY_COLUMNS)
+    pd.testing.assert_frame_equal(summary_table(narrow_df, n_boot=200), whole)
