@@ -128,17 +128,18 @@ def parse_line(text: str) -> Any:
     try:
         value = _DECODER.decode(text)
     except RecursionError:  # json recurses per level: far deeper than MAX_DEPTH
-        raise LineProblem(f"nested deeper than {MAX_DEPTH} levels") from None
+        raise LineProblem(_TOO_DEEP) from None
     # str.count is cheap; only a line with many brackets needs the walk
     if (
         isinstance(value, dict | list)
         and text.count("[") + text.count("{") > MAX_DEPTH
         and _deeper_than(value, MAX_DEPTH)
     ):
-        raise LineProblem(f"nested deeper than {MAX_DEPTH} levels")
+        raise LineProblem(_TOO_DEEP)
     return value
 
 
+_TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
 # One decoder for every line: json.loads with hooks builds a new JSONDecoder per call, a third of the time
 # of parsing a short issue line (0.31 s for 20,000 issues before).
 _DECODER = json.JSONDecoder(

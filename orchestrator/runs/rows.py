@@ -8,7 +8,7 @@ databases gain it on open, see :mod:`orchestrator.runs.store`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -118,7 +118,17 @@ CREATE_SQL = (
 INSERT_SQL = (
     f"INSERT OR REPLACE INTO results ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 )
-SELECT_SQL = f"SELECT {', '.join(COLUMNS)} FROM results"
+
+
+def select_sql(columns: Sequence[str] = COLUMNS) -> str:
+    """``SELECT`` of ``columns`` (results columns; a ValueError names any other) from the results table."""
+    unknown = sorted(set(columns) - set(COLUMNS))
+    if unknown:
+        raise ValueError(f"no results column {', '.join(map(repr, unknown))}")
+    return f"SELECT {', '.join(dict.fromkeys(columns))} FROM results"
+
+
+SELECT_SQL = select_sql()
 
 
 def with_dtypes(df: Any) -> Any:

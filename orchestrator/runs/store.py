@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors as E
 from ..client.cache import connect, connect_readonly
 from .lock import SCHEMA as LOCK_SCHEMA
-from .rows import COLUMNS, INSERT_SQL, SELECT_SQL, SQL_TYPES, ResultRow, with_dtypes
+from .rows import COLUMNS, INSERT_SQL, SQL_TYPES, ResultRow, select_sql, with_dtypes
 from .rows import CREATE_SQL as RESULTS_DDL
 
 if TYPE_CHECKING:
@@ -322,21 +322,17 @@ class ResultStore:
         (results columns) when given."""
         import pandas as pd
 
-        sql = SELECT_SQL
-        if columns is not None:
-            unknown = sorted(set(columns) - set(COLUMNS))
-            if unknown:
-                raise ValueError(f"results_df: no results column {', '.join(map(repr, unknown))}")
-            sql = f"SELECT {', '.join(dict.fromkeys(columns))} FROM results"
+        sql = select_sql(COLUMNS if columns is None else columns)
         params: tuple[Any, ...] = ()
         if run_id is not None:
             sql += " WHERE run_id = ?"
             params = (run_id,)
         with self._lock:
             df = pd.read_sql_query(sql, self._conn, params=params)
-        if len(df) and "task" in df:  # rows written before tasks existed: the mode is the task
+        # rows written before tasks existed: the mode is the task, its prompt the default
+        if len(df) and {"task", "mode"} <= set(df.columns):
             df["task"] = df["task"].where(df["task"].notna(), df["mode"].str.partition(":")[0])
-        if len(df) and "prompt" in df:  # and their prompt the default
+        if len(df) and "prompt" in df:
             df["prompt"] = df["prompt"].fillna("default")
         return with_dtypes(df)
 
