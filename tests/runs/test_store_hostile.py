@@ -168,3 +168,25 @@ def test_the_store_is_a_context_manager_that_closes_even_when_the_body_raises(tm
         raise RuntimeError("body failed")
     with pytest.raises(sqlite3.ProgrammingError):
         store._conn.execute("SELECT 1")
+
+
+def test_a_runs_issues_read_back_as_saved_a_lone_surrogate_repaired(tmp_path) -> None:
+    from orchestrator.types import Comment, Gold, Issue
+
+    kept = Issue(
+        id="o/r#1",
+        repo="o/r",
+        number=1,
+        title="Crash ✓ on save",
+        body="KeyError",
+        created_at="2026-01-02T03:04:05Z",
+        comments=[Comment(author="a", body="same here")],
+        gold=Gold(type="bug", files=["a.py"]),
+        extra={"reactions": {"+1": 3}},
+    )
+    broken = Issue(id="o/r#2", repo="o/r", number=2, title="half an emoji \ud83d", body="b\udc80")
+    with ResultStore(default_db_path(tmp_path)) as store:
+        store.save_issues("r", [kept, broken])
+        back = store.issues("r")
+    assert back["o/r#1"] == kept
+    assert back["o/r#2"].title == "half an emoji \ufffd" and back["o/r#2"].body == "b\ufffd"
