@@ -29,6 +29,7 @@ from .. import errors as E
 from ..modes import MODES, get_mode
 from ..types import Issue
 from .cells import call_cell
+from .collector import collector_held_back
 from .lock import RunLock
 from .plan import (
     GridPlan,
@@ -215,7 +216,8 @@ async def run_grid(
         _disconnect(started_ray)
         raise
     try:
-        return await _run_locked(store, lock, client, plan, run_id=run_id, progress=progress)
+        with collector_held_back():
+            return await _run_locked(store, lock, client, plan, run_id=run_id, progress=progress)
     finally:
         lock.release()
         if own_store:
