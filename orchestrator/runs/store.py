@@ -79,7 +79,9 @@ _ADDED_COLUMNS = {
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC now, as ``2026-12-02T14:16:12.027991Z`` (isoformat, not strftime: a row takes two, and
+    strftime with ``%f`` costs 3-5x more)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def default_db_path(home: Path) -> Path:

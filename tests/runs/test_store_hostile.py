@@ -190,3 +190,22 @@ def test_a_runs_issues_read_back_as_saved_a_lone_surrogate_repaired(tmp_path) ->
         back = store.issues("r")
     assert back["o/r#1"] == kept
     assert back["o/r#2"].title == "half an emoji \ufffd" and back["o/r#2"].body == "b\ufffd"
+
+
+def test_row_timestamps_are_utc_to_the_microsecond_with_a_z(monkeypatch) -> None:
+    import re
+    from datetime import UTC, datetime
+
+    from orchestrator.runs import store
+
+    stamp = store.now_iso()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp), stamp
+    assert abs((datetime.fromisoformat(stamp) - datetime.now(UTC)).total_seconds()) < 5
+
+    class OnTheSecond(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2026, 12, 2, 14, 16, 12, 0, tzinfo=tz)
+
+    monkeypatch.setattr(store, "datetime", OnTheSecond)
+    assert store.now_iso() == "2026-12-02T14:16:12.000000Z"  # the microseconds kept when they are 0
