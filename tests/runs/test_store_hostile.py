@@ -170,7 +170,8 @@ def test_the_store_is_a_context_manager_that_closes_even_when_the_body_raises(tm
         store._conn.execute("SELECT 1")
 
 
-def test_a_runs_issues_read_back_as_saved_a_lone_surrogate_repaired(tmp_path) -> None:
+def test_a_runs_issues_read_back_as_saved_a_lone_surrogate_repaired(tmp_path, monkeypatch) -> None:
+    from orchestrator.runs import store as store_module
     from orchestrator.types import Comment, Gold, Issue
 
     kept = Issue(
@@ -185,9 +186,12 @@ def test_a_runs_issues_read_back_as_saved_a_lone_surrogate_repaired(tmp_path) ->
         extra={"reactions": {"+1": 3}},
     )
     broken = Issue(id="o/r#2", repo="o/r", number=2, title="half an emoji \ud83d", body="b\udc80")
+    many = [Issue(repo="o/r", number=i, title=f"Crash {i}") for i in range(3, 8)]
+    monkeypatch.setattr(store_module, "ISSUES_PER_COMMIT", 2)  # three commits, the last one short
     with ResultStore(default_db_path(tmp_path)) as store:
-        store.save_issues("r", [kept, broken])
+        store.save_issues("r", [kept, broken, *many])
         back = store.issues("r")
+    assert len(back) == 7 and [back[i.id] for i in many] == many
     assert back["o/r#1"] == kept
     assert back["o/r#2"].title == "half an emoji \ufffd" and back["o/r#2"].body == "b\ufffd"
 
