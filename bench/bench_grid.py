@@ -16,7 +16,9 @@
 2. A fully cached re-run of 10,000 cells: the grid is run once against a server with no latency (filling
    the cache), then R more times, each under a new run id so that every cell is a cache hit (target < 2 s).
 3. Peak RSS of a run of 1,000 and of 10,000 cells, each in a fresh process, the two sizes alternating
-   over the rounds (target "flat": the larger's peak <= 1.2 x the smaller's, round by round).
+   over the rounds (target "flat": the larger's peak <= 1.2 x the smaller's, round by round), after a
+   warm-up run of 50 cells; and of it, what the issue set the caller builds takes (it grows with the
+   cells whatever the grid does) and what the run adds above it, with that growth per added cell.
 
 4. Streaming overhead: the same N cells at C and L through ``run_grid``, streamed (SSE, first piece at L/2,
    the rest at L) and not (one JSON body at L), the order alternating round by round; the figure is the
@@ -304,15 +306,25 @@ def bench_cached(n: int, rounds: int, mode: str = "classify") -> dict[str, Any]:
 def _memory_child(n: int, url: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         client = client_for(url, Path(tmp))
-        run(client, issues(n), "mem", 32, cache=True)
+        run(client, issues(MEMORY_WARMUP), "warm", 32, cache=True)  # the imports, the pools
+        before = current_rss_mb()
+        items = issues(n)
+        loaded = current_rss_mb()
+        run(client, items, "mem", 32, cache=True)
         client.close()
-    print(json.dumps({"maxrss_mb": peak_rss_mb()}))
+    peak = peak_rss_mb()
+    print(json.dumps({"maxrss_mb": peak, "issues_mb": loaded - before, "run_mb": peak - loaded}))
 
 
-def bench_memory(sizes: tuple[int, int], rounds: int) -> dict[int, list[float]]:
-    """Peak RSS of a run of each size, each in a fresh process, the sizes alternating over the rounds."""
+MEMORY_WARMUP = 50  # cells run first in a memory child, so that what follows is the run, not the imports
+
+
+def bench_memory(sizes: tuple[int, int], rounds: int) -> dict[tuple[int, str], list[float]]:
+    """Peak RSS of a run of each size, each in a fresh process, the sizes alternating over the rounds; and
+    of it, what building the issues took and what the run added above them (the peak minus the RSS with
+    the issues loaded). Keys: (size, "maxrss_mb" | "issues_mb" | "run_mb")."""
     url, server = start_server_process(0.0)
-    out: dict[int, list[float]] = {n: [] for n in sizes}
+    out: dict[tuple[int, str], list[float]] = {}
     try:
         for _ in range(rounds):
             for n in sizes:
@@ -322,7 +334,9 @@ def bench_memory(sizes: tuple[int, int], rounds: int) -> dict[int, list[float]]:
                     text=True,
                     check=True,
                 )
-                out[n].append(json.loads(proc.stdout.strip().splitlines()[-1])["maxrss_mb"])
+                figures = json.loads(proc.stdout.strip().splitlines()[-1])
+                for key, value in figures.items():
+                    out.setdefault((n, key), []).append(value)
     finally:
         stop_server_process(server)
     return out
@@ -420,11 +434,26 @@ def main() -> None:
         small, large = (int(x) for x in args.memory_cells.split(","))
         m = bench_memory((small, large), args.rounds)
         report.section(f"peak RSS of a run of {small:,} vs {large:,} cells, each in a fresh process")
-        report.add(f"peak RSS, {small:,} cells", m[small], unit="MB", digits=1)
-        report.add(f"peak RSS, {large:,} cells", m[large], unit="MB", digits=1)
+        peak = {n: m[(n, "maxrss_mb")] for n in (small, large)}
+        report.add(f"peak RSS, {small:,} cells", peak[small], unit="MB", digits=1)
+        report.add(f"peak RSS, {large:,} cells", peak[large], unit="MB", digits=1)
         report.add(
-            f"peak RSS {large:,} / {small:,}, round by round", ratios(m[large], m[small]), target=TARGET_FLAT
+            f"peak RSS {large:,} / {small:,}, round by round",
+            ratios(peak[large], peak[small]),
+            target=TARGET_FLAT,
         )
+        for n in (small, large):
+            report.add(
+                f"of it, the {n:,} issues built by the caller", m[(n, "issues_mb")], unit="MB", digits=1
+            )
+            report.add(
+                f"of it, the run above its loaded issues, {n:,} cells", m[(n, "run_mb")], unit="MB", digits=1
+            )
+        grown = [
+            (b - a) / (large - small) * 1024
+            for a, b in zip(m[(small, "run_mb")], m[(large, "run_mb")], strict=True)
+        ]
+        report.add("the run's own growth per added cell, round by round", grown, unit="kB", digits=2)
     report.print()
 
 
