@@ -409,7 +409,10 @@ class LLMClient:
             if not isinstance(exc, E.BudgetExceededError):
                 for lg in ledgers:
                     lg.record_error(spec.id, call.req.mode)
-                if isinstance(exc, BREAKER_ON) and not isinstance(exc, BucketPaused):
+                # a stream cut after its first token counts by what cut it (a dropped connection, a
+                # mid-stream error event), so a model whose streams keep breaking opens its circuit too
+                cause = exc.cause if isinstance(exc, E.StreamInterruptedError) and exc.cause else exc
+                if isinstance(cause, BREAKER_ON) and not isinstance(cause, BucketPaused):
                     self.breaker.failure(spec.id)
             raise
         self.breaker.success(spec.id)

@@ -39,7 +39,8 @@ FALLBACK_ON: tuple[type[E.ProviderError], ...] = (
     E.PermissionDeniedError,
     E.UnknownProviderModelError,
 )
-# Errors that say the model (not the request) is failing: they count towards its circuit breaker.
+# Errors that say the model (not the request) is failing: they count towards its circuit breaker (a
+# stream cut after its first token counts by its cause: StreamInterruptedError.cause).
 BREAKER_ON: tuple[type[E.ProviderError], ...] = (
     E.OverloadedError,
     E.ProviderTimeoutError,

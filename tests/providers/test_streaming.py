@@ -33,7 +33,7 @@ from helpers.stream_events import (
 from helpers.stream_server import StreamServer
 
 from orchestrator import errors as E
-from orchestrator.client import LLMClient, RetryPolicy
+from orchestrator.client import Breaker, LLMClient, RetryPolicy
 from orchestrator.types import Completion
 
 KEY = "sk-stream-test-0123456789abcdef"
@@ -172,6 +172,28 @@ def test_openrouter_keepalives_are_skipped_and_a_mid_stream_error_keeps_the_part
     assert server.count == 1  # not retried
     assert exc.model == "p/m" and exc.fallback_path == ["p/m"]
     assert exc.charged_usd and exc.charged_usd > 0  # may be billed: the worst case stays charged
+
+
+def test_streams_that_keep_breaking_open_the_models_circuit_and_later_calls_fall_back(
+    server, monkeypatch
+) -> None:
+    events = openai_events(PIECES, model="m", prompt_tokens=3, completion_tokens=5)
+    for _ in range(3):  # every stream dies after its second piece
+        server.stream(events, cut_after=3, cut_with="reset")
+    with StreamServer() as spare:
+        spare.stream(openai_events(PIECES, model="s", prompt_tokens=3, completion_tokens=5))
+        models = {
+            "p/m": {**model_table("openai", server.url + "/v1"), "fallbacks": ["p/spare"]},
+            "p/spare": model_table("openai", spare.url + "/v1"),
+        }
+        client = client_for(models, monkeypatch, breaker=Breaker(threshold=2, cooldown_s=60))
+        for _ in range(2):
+            with pytest.raises(E.StreamInterruptedError):
+                collect(client, "p/m")
+        assert server.count == 2 and spare.count == 0
+        pieces, completion = collect(client, "p/m")  # the circuit is open: straight to the fallback
+        assert server.count == 2 and spare.count == 1
+    assert completion.fallback_path == ["p/spare"] and "".join(pieces) == "".join(PIECES)
 
 
 @pytest.mark.parametrize("how", ["reset", "close"])
