@@ -125,7 +125,7 @@ def interrupted_message(cfg: Any, run_id: str, argv: list[str] | None) -> str:
 
     try:
         with open_store(config=cfg, readonly=True) as store:
-            kept = len(store.results_df(run_id))
+            kept = store.count_results(run_id)
     except Exception:  # the store may not exist yet (interrupted before the first cell)
         kept = 0
     args = list(argv or ["bench"])
@@ -137,19 +137,15 @@ def interrupted_message(cfg: Any, run_id: str, argv: list[str] | None) -> str:
 
 
 def _print_summary(cfg: Any, run_id: str) -> None:
-    from ..analysis import summary_table
     from ..runs.store import open_store
-    from .run import format_summary
+    from .run import print_summary_table
 
     with open_store(config=cfg, readonly=True) as store:
-        df = store.results_df(run_id)
+        cells = store.count_results(run_id)
         run = store.run(run_id)
     if run is not None:
-        print(f"status: {run['status']}; {len(df)} cells; dataset {run.get('dataset') or '-'}")
-    if df.empty:
-        print("no results")
-        return
-    print(format_summary(summary_table(df, n_boot=1000)))
+        print(f"status: {run['status']}; {cells} cells; dataset {run.get('dataset') or '-'}")
+    print_summary_table(cfg, run_id)
 
 
 def _rel(path: Path | str) -> str:

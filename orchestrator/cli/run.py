@@ -122,11 +122,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"budget reached: {summary.skipped_for_budget} cells not run; resume with "
             f"`orchestrator run ... --run-id {summary.run_id} --budget <higher>`"
         )
-    _print_summary_table(cfg, summary.run_id)
+    print_summary_table(cfg, summary.run_id)
     return 0 if summary.status in ("finished", "budget_exhausted") else 1
 
 
-def _print_summary_table(cfg, run_id: str) -> None:
+def print_summary_table(cfg, run_id: str) -> None:
     from ..analysis.summary import SUMMARY_COLUMNS, summary_table
     from ..runs.store import open_store
 
@@ -221,7 +221,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             raise UsageError(f"no run {args.run_id!r} in {store.path}")
         n = client.run_sync(rescore_run(store, args.run_id, client=client, judge_model=args.judge))
     print(f"re-scored {n} cells of run {args.run_id}")
-    _print_summary_table(cfg, args.run_id)
+    print_summary_table(cfg, args.run_id)
     return 0
 
 

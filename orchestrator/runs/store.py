@@ -331,6 +331,13 @@ class ResultStore:
             [(s, j, d, run_id, i, m, md, r) for s, j, d, i, m, md, r in updates],
         )
 
+    def count_results(self, run_id: str) -> int:
+        """How many cells of ``run_id`` are stored."""
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM results WHERE run_id = ?", (run_id,)).fetchone()[
+                0
+            ]
+
     def results_df(self, run_id: str | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The results of one run (or every run) as a DataFrame with proper dtypes; only ``columns``
         (results columns) when given."""

@@ -83,7 +83,8 @@ def test_the_summary_read_from_its_columns_alone_is_the_summary_of_every_column(
     narrow_df = store.results_df("r", columns=SUMMARY_COLUMNS)
     with pytest.raises(ValueError, match="no results column 'score; DROP TABLE results'"):
         store.results_df("r", columns=["score", "score; DROP TABLE results"])  # never put into the SQL
-    assert len(store.results_df("r")) == len(rows)
+    assert len(store.results_df("r")) == len(rows) == store.count_results("r") == 160
+    assert store.count_results("another run") == 0
     store.close()
     assert list(narrow_df.columns) == list(SUMMARY_COLUMNS)
     pd.testing.assert_frame_equal(summary_table(narrow_df, n_boot=200), whole)

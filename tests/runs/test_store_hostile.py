@@ -79,7 +79,7 @@ def test_an_older_database_reads_read_only_without_being_changed(tmp_path) -> No
 
 def test_a_missing_database_reads_as_empty(tmp_path) -> None:
     store = ResultStore(tmp_path / "none" / "results.sqlite", readonly=True)
-    assert store.runs() == [] and store.results_df().empty
+    assert store.runs() == [] and store.results_df().empty and store.count_results("r") == 0
     store.close()
     assert not (tmp_path / "none").exists()
 
