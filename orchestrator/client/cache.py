@@ -8,13 +8,13 @@ and of nothing secret. Errors are never cached.
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from .. import fast_json
 from ..types import Completion
 
 SCHEMA = """
@@ -30,8 +30,7 @@ CREATE TABLE IF NOT EXISTS responses (
 
 def cache_key(parts: dict[str, Any]) -> str:
     """A stable hash of the request parts (sorted JSON, so dict order never matters)."""
-    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(fast_json.dumps_sorted(parts)).hexdigest()
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import errors as E
+from .. import fast_json
 from ..safe_text import repair_value
 from ..types import Issue, Message, Usage
 
@@ -394,7 +394,7 @@ class HttpAdapter(Adapter):
         if 300 <= status < 400:
             raise self._redirect_error(req, status, headers, text)
         try:
-            body: Any = json.loads(text) if text.strip() else None
+            body: Any = fast_json.loads(text) if text.strip() else None
         except (ValueError, RecursionError):  # JSONDecodeError, a huge integer, nesting too deep
             body = None
             if status < 400:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import weakref
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import httpx
+
+from .. import fast_json
 
 _ssl_context = None
 
@@ -174,9 +175,9 @@ class HttpPool:
     ) -> AsyncIterator[Any]:
         """POST and give the response (the wire's or httpx's) with its body still unread."""
         client = self.client(base_url)
-        # surrogatepass: a lone surrogate that slipped through must not crash the send; the server
-        # sees the bytes and answers (or refuses) like any other request
-        content = json.dumps(json_body, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        # a lone surrogate that slipped through must not crash the send (fast_json writes its bytes);
+        # the server sees them and answers (or refuses) like any other request
+        content = fast_json.dumps(json_body)
         headers = {"content-type": "application/json", "accept-encoding": ACCEPT_ENCODING, **headers}
         if self._factory is not None:
             parsed = self._urls.get(url)

@@ -12,11 +12,11 @@ the bounded, decoded chunks the pool already produces.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import errors as E
+from .. import fast_json
 from ..safe_text import repair_value
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ def _feed(parser: StreamParser, event: str | None, data: str, on_delta: Callable
     if E.contains_secret(data):
         data = E.redact(data)
     try:
-        value: Any = json.loads(data)
+        value: Any = fast_json.loads(data)
     except (ValueError, RecursionError):
         raise parser.malformed(f"a stream event is not valid JSON: {data[:200]!r}") from None
     if "\\ud" in data or "\\uD" in data:
