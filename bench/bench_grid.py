@@ -328,8 +328,11 @@ def bench_memory(sizes: tuple[int, int], rounds: int) -> dict[tuple[int, str], l
     try:
         for _ in range(rounds):
             for n in sizes:
+                # under bench/with_tree.py the child imports that checkout too
+                tree = os.environ.get("BENCH_TREE")
+                launch = [sys.executable, str(HERE / "with_tree.py"), tree] if tree else [sys.executable]
                 proc = subprocess.run(
-                    [sys.executable, __file__, "--memory-child", str(n), "--url", url],
+                    [*launch, __file__, "--memory-child", str(n), "--url", url],
                     capture_output=True,
                     text=True,
                     check=True,

@@ -5,10 +5,13 @@
 ``PYTHONPATH=<checkout>`` is not enough: the editable install's import finder comes before PYTHONPATH, so
 ``import orchestrator`` would still import this checkout. This takes that finder off the import system,
 puts the checkout first on ``sys.path``, checks which package was imported, then runs the script.
+A script that starts itself again in a fresh process (``bench_grid.py --only memory``) finds the checkout
+in ``BENCH_TREE`` and starts the child through this file too.
 """
 
 from __future__ import annotations
 
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -26,6 +29,7 @@ def main() -> None:
     if not orchestrator.__file__ or not orchestrator.__file__.startswith(tree):
         sys.exit(f"with_tree: imported {orchestrator.__file__}, not the package in {tree}")
     print(f"with_tree: orchestrator from {Path(orchestrator.__file__).parent}", file=sys.stderr)
+    os.environ["BENCH_TREE"] = tree
     sys.argv = [script, *sys.argv[3:]]
     runpy.run_path(script, run_name="__main__")
 
