@@ -28,21 +28,21 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _report import Report  # noqa: E402
-from bench_grid import _drive, client_for, issues, raw_wire_grid  # noqa: E402
+from bench_grid import _drive, client_for, issues, raw_wire_grid, run  # noqa: E402
 from fake_openai_server import start_server_process, stop_server_process  # noqa: E402
 
 LAYERS = ("raw wire", "LLMClient.complete", "call_cell", "run_grid")
 
 
-def layer_runs(url: str, client: object, n: int, c: int) -> dict[str, Callable[[], Awaitable[object]]]:
-    """Each layer's run of ``n`` streamed calls at ``c`` in flight, as a coroutine factory."""
+def layer_runs(url: str, client: Any, n: int, c: int) -> dict[str, Callable[[], object]]:
+    """Each layer's run of ``n`` streamed calls at ``c`` in flight."""
     from orchestrator.runs.cells import call_cell
-    from orchestrator.runs.runner import run_grid
     from orchestrator.tasks.modes import bind_to_issues
 
     items = issues(n)
@@ -61,20 +61,14 @@ def layer_runs(url: str, client: object, n: int, c: int) -> dict[str, Callable[[
 
         return await _drive(one, n, c)
 
-    async def grid() -> object:
-        return await run_grid(
-            items,
-            ["openai/fake"],
-            ["classify"],
-            client=client,
-            progress=False,
-            concurrency=c,
-            cache=False,
-            run_id=f"layers-{next(runs)}",
-            stream=True,
-        )
+    def grid() -> object:
+        return run(client, items, f"layers-{next(runs)}", c, cache=False, stream=True)
 
-    return dict(zip(LAYERS, (lambda: raw_wire_grid(url, n, c, True), complete, cell, grid), strict=True))
+    def on_a_loop(coro: Callable[[], Awaitable[object]]) -> Callable[[], object]:
+        return lambda: asyncio.run(coro())
+
+    wire = on_a_loop(lambda: raw_wire_grid(url, n, c, True))
+    return dict(zip(LAYERS, (wire, on_a_loop(complete), on_a_loop(cell), grid), strict=True))
 
 
 def main() -> None:
@@ -97,11 +91,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             client = client_for(url, Path(tmp))
             runs = layer_runs(url, client, n, c)
-            asyncio.run(runs["LLMClient.complete"]())  # warm-up: imports, connections
+            runs["LLMClient.complete"]()  # warm-up: imports, connections
             for _ in range(args.rounds):
-                for name, run in runs.items():
+                for name, layer in runs.items():
                     started_cpu, started = time.process_time(), time.perf_counter()
-                    asyncio.run(run())
+                    layer()
                     calls = n if name == "run_grid" else n + c  # _drive warms each slot with one call
                     cpu[name].append((time.process_time() - started_cpu) / calls * 1000)
                     wall[name].append((time.perf_counter() - started) / limit)
