@@ -23,7 +23,7 @@ AWKWARD = [
     "".join(chr(c) for c in range(32)) + "\x7f",
     "emoji 😀 CJK 漢字 RTL مرحبا combining é",
     "line sep \u2028 para sep \u2029 nbsp \xa0 bom \ufeff",
-    "{\"json\": [1, 2]} inside a string",
+    '{"json": [1, 2]} inside a string',
 ]
 NUMBERS = [0, 1, -1, 2**31, -(2**53), 2**63 - 1, 0.0, -0.0, 0.7, 1.0, 2.5, 123.456, 1e-3, 0.1 + 0.2, 1e15]
 
@@ -67,7 +67,9 @@ def test_a_real_calls_cache_key_is_the_one_the_standard_library_made(tmp_path) -
         tmp_path / "orchestrator.toml",
     )
     spec, mode = config.model_spec("o/m"), get_mode("classify")
-    issue = Issue(repo="o/r", number=1, title="Crash ✓ on save", body="KeyError\n\tat x", gold=Gold(type="bug"))
+    issue = Issue(
+        repo="o/r", number=1, title="Crash ✓ on save", body="KeyError\n\tat x", gold=Gold(type="bug")
+    )
     call = prepare_call(config, spec, build_messages(issue, mode), mode, {"temperature": 0.7}, 2, issue)
     parts = {
         "provider": spec.provider,
