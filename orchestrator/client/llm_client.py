@@ -47,7 +47,6 @@ from .in_flight import InFlight
 from .ledger import Ledger, reserve_attempt, settle_failed_attempt
 from .limits import LIMITER, Bucket, BucketPaused, Limiter, buckets_for
 from .retry import (
-    BREAKER_ON,
     FALLBACK_ON,
     Breaker,
     RetryPolicy,
@@ -57,6 +56,7 @@ from .retry import (
     reached_server,
     transport_error,
     transport_errors,
+    trips_breaker,
 )
 from .route import model_chain, route_issue, routed_mode
 from .safety import register_config_secrets
@@ -409,10 +409,7 @@ class LLMClient:
             if not isinstance(exc, E.BudgetExceededError):
                 for lg in ledgers:
                     lg.record_error(spec.id, call.req.mode)
-                # a stream cut after its first token counts by what cut it (a dropped connection, a
-                # mid-stream error event), so a model whose streams keep breaking opens its circuit too
-                cause = exc.cause if isinstance(exc, E.StreamInterruptedError) and exc.cause else exc
-                if isinstance(cause, BREAKER_ON) and not isinstance(cause, BucketPaused):
+                if trips_breaker(exc):
                     self.breaker.failure(spec.id)
             raise
         self.breaker.success(spec.id)

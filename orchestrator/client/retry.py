@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from .. import errors as E
+from .limits import BucketPaused
 
 if TYPE_CHECKING:
     from ..config import ModelSpec
@@ -39,8 +40,8 @@ FALLBACK_ON: tuple[type[E.ProviderError], ...] = (
     E.PermissionDeniedError,
     E.UnknownProviderModelError,
 )
-# Errors that say the model (not the request) is failing: they count towards its circuit breaker (a
-# stream cut after its first token counts by its cause: StreamInterruptedError.cause).
+# Errors that say the model (not the request) is failing: they count towards its circuit breaker
+# (trips_breaker says which failed calls do).
 BREAKER_ON: tuple[type[E.ProviderError], ...] = (
     E.OverloadedError,
     E.ProviderTimeoutError,
@@ -53,6 +54,14 @@ BREAKER_ON: tuple[type[E.ProviderError], ...] = (
     E.PermissionDeniedError,
     E.UnknownProviderModelError,
 )
+
+
+def trips_breaker(exc: E.ProviderError) -> bool:
+    """Whether a failed call counts towards its model's circuit breaker: a :data:`BREAKER_ON` error, a
+    stream cut after its first token by what cut it (a dropped connection, a mid-stream error event),
+    never this client's own rate-limit pause (the model did not fail)."""
+    cause = exc.cause if isinstance(exc, E.StreamInterruptedError) and exc.cause else exc
+    return isinstance(cause, BREAKER_ON) and not isinstance(cause, BucketPaused)
 
 
 @dataclass
