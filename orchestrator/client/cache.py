@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS responses (
 
 def cache_key(parts: dict[str, Any]) -> str:
     """A stable hash of the request parts (sorted JSON, so dict order never matters)."""
-    return hashlib.sha256(fast_json.dumps_sorted(parts)).hexdigest()
+    return hashlib.sha256(fast_json.dumps(parts, sort_keys=True)).hexdigest()
 
 
 def connect(path: Path) -> sqlite3.Connection:

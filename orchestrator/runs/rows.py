@@ -128,9 +128,6 @@ def select_sql(columns: Sequence[str] = COLUMNS) -> str:
     return f"SELECT {', '.join(dict.fromkeys(columns))} FROM results"
 
 
-SELECT_SQL = select_sql()
-
-
 def with_dtypes(df: Any) -> Any:
     """A results DataFrame with the dtypes :class:`ResultRow` declares (pandas is imported by the caller)."""
     import pandas as pd

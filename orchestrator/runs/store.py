@@ -239,7 +239,7 @@ class ResultStore:
 
     def save_issues(self, run_id: str, issues: Iterable[Issue]) -> None:
         """Store the run's issues, :data:`ISSUES_PER_COMMIT` at a time: their JSON is never all in memory
-        at once (10,000 issues: 4.7 MB of peak RSS), and the writer never waits long for the lock."""
+        at once (a 10,000-cell run's peak over its issues: 10.8 -> 6.3 MB), and the writer never waits long for the lock."""
         sql = "INSERT OR REPLACE INTO run_issues (run_id, issue_id, issue) VALUES (?,?,?)"
         rows: list[tuple[str, str, str]] = []
         for issue in issues:
@@ -334,9 +334,10 @@ class ResultStore:
     def count_results(self, run_id: str) -> int:
         """How many cells of ``run_id`` are stored."""
         with self._lock:
-            return self._conn.execute("SELECT COUNT(*) FROM results WHERE run_id = ?", (run_id,)).fetchone()[
-                0
-            ]
+            (count,) = self._conn.execute(
+                "SELECT COUNT(*) FROM results WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return count
 
     def results_df(self, run_id: str | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The results of one run (or every run) as a DataFrame with proper dtypes; only ``columns``
