@@ -4,8 +4,8 @@ Each case runs in a fresh process (so ``ru_maxrss`` is that call's peak) against
 another process: ``bomb`` sends 1 MiB of gzip that inflates to 1 GiB, ``junk`` 50 MB of random bytes,
 ``drip`` a valid answer one byte a second. The client is the orchestrator's ``LLMClient`` with the
 default retry policy and a model at ``timeout = 15``; the script uses only public API, so it runs
-unchanged against an older checkout (``--src DIR`` puts that checkout first on ``sys.path``) to give the
-before/after table.
+unchanged against an older checkout (``--src DIR``, or ``bench/with_tree.py DIR``, imports that
+checkout's package) to give the before/after table.
 
     python bench/bench_bomb.py [--cases bomb,junk,drip] [--src /path/to/old/checkout]
 """
@@ -25,6 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _report import Report, Target  # noqa: E402
+from with_tree import import_tree_code  # noqa: E402
 
 BOMB_DECODED = 1 << 30  # 1 GiB of zeros inflates from ~1 MiB of gzip
 JUNK_BYTES = 50 * 1000 * 1000
@@ -96,7 +97,6 @@ async def _serve(kind: str, port_file: Path) -> None:
 
 CLIENT = r"""
 import asyncio, json, resource, sys, time
-sys.path.insert(0, sys.argv[3]) if sys.argv[3] else None
 from pathlib import Path
 from orchestrator.client import LLMClient
 from orchestrator.config import config_from_dict
@@ -139,7 +139,7 @@ def run_case(kind: str, src: str | None, give_up_s: float) -> dict:
         url = f"http://127.0.0.1:{port_file.read_text()}/v1"
         env = {**os.environ, "ORCHESTRATOR_HOME": f"/tmp/bench-bomb-home-{os.getpid()}"}
         proc = subprocess.run(
-            [sys.executable, "-c", CLIENT, url, str(give_up_s), src or ""],
+            [sys.executable, "-c", import_tree_code(src) + CLIENT, url, str(give_up_s)],
             capture_output=True,
             text=True,
             env=env,
@@ -168,7 +168,9 @@ def main() -> None:
         asyncio.run(_serve(args.serve, Path(args.port_file)))
         return
     report = Report(" ".join(["python bench/bench_bomb.py", *sys.argv[1:]]))
-    report.section(f"one call per case, one run each; client: {args.src or 'this checkout'}")
+    report.section(
+        f"one call per case, one run each; client: {args.src or os.environ.get('BENCH_TREE') or 'this checkout'}"
+    )
     for kind in args.cases.split(","):
         result = run_case(kind, args.src, args.give_up_s)
         outcome = f"{result['outcome']}, attempts {result.get('attempts')}"

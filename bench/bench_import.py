@@ -34,6 +34,7 @@ sys.path.insert(0, str(HERE))
 
 from _report import Report, Target, ratios  # noqa: E402
 from bench_peers import peers_python  # noqa: E402
+from with_tree import import_tree_code  # noqa: E402
 
 TARGET_IMPORT_S = Target("<", 0.3, "s")  # import orchestrator, in-process
 TARGET_VS_LITELLM = Target("<=", 0.1)  # orchestrator's import / litellm's, in-process and whole-process
@@ -52,6 +53,8 @@ STATEMENTS: list[tuple[str, str]] = [
 def run_once(python: str, statement: str) -> dict[str, float]:
     """One fresh process: the statement's own seconds, the whole process's wall and CPU seconds."""
     code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+    if python == sys.executable:  # under bench/with_tree.py: that checkout's package
+        code = import_tree_code() + code
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()

@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 from _report import Report, Target  # noqa: E402
+from with_tree import import_tree_code  # noqa: E402
 
 from orchestrator.modes import MODES, issue_fields  # noqa: E402
 from orchestrator.types import Issue, Message  # noqa: E402
@@ -103,7 +104,11 @@ def priority_task():
 
 def fresh(code: str, *args: str) -> float:
     proc = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, check=True
+        [sys.executable, "-c", import_tree_code() + code, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
     )
     return float(proc.stdout.strip()) * 1000
 

@@ -32,15 +32,13 @@ sys.path.insert(0, str(HERE))
 from _report import Report, ratios  # noqa: E402
 from bench_grid import config_text, raw_aiohttp_grid  # noqa: E402
 from fake_openai_server import start_server_process, stop_server_process  # noqa: E402
+from with_tree import import_tree_code  # noqa: E402
 
 ROWS = ("20000x64", "20000x256", "4000x256")
-# The CLI of the checkout named first: the editable install's finder (which would import this checkout
-# whatever PYTHONPATH says) is taken off the import system first.
+# The CLI, run from the checkout given (its package imported, not the editable install's).
 LAUNCH = (
-    "import sys; tree = sys.argv.pop(1); "
-    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]; "
-    "sys.path.insert(0, tree); import orchestrator; assert orchestrator.__file__.startswith(tree), orchestrator.__file__; "
-    "from orchestrator.cli import main; sys.exit(main(sys.argv[1:]))"
+    "import orchestrator; assert orchestrator.__file__.startswith(sys.argv[1]), orchestrator.__file__; "
+    "from orchestrator.cli import main; sys.exit(main(sys.argv[2:]))"
 )
 
 
@@ -65,7 +63,15 @@ def cli_run(tree: Path, folder: Path, dataset: Path, concurrency: int, stream: b
         "ORCHESTRATOR_HOME": str(home),
         "ORCHESTRATOR_PROGRESS": "off",
     }
-    cmd = [sys.executable, "-c", LAUNCH, str(tree), "--config", str(folder / "orchestrator.toml"), "run"]
+    cmd = [
+        sys.executable,
+        "-c",
+        import_tree_code(tree) + LAUNCH,
+        str(tree),
+        "--config",
+        str(folder / "orchestrator.toml"),
+        "run",
+    ]
     cmd += [
         "--dataset",
         str(dataset),

@@ -5,8 +5,9 @@
 ``PYTHONPATH=<checkout>`` is not enough: the editable install's import finder comes before PYTHONPATH, so
 ``import orchestrator`` would still import this checkout. This takes that finder off the import system,
 puts the checkout first on ``sys.path``, checks which package was imported, then runs the script.
-A script that starts itself again in a fresh process (``bench_grid.py --only memory``) finds the checkout
-in ``BENCH_TREE`` and starts the child through this file too.
+A script that starts fresh interpreters finds the checkout in ``BENCH_TREE``: it starts a script child
+through this file (``bench_grid.py --only memory``), or puts :func:`import_tree_code` before a ``-c``
+child's code (``bench_import.py``, ``bench_bomb.py``, ``bench_prompts.py``, ``bench_scale.py``).
 """
 
 from __future__ import annotations
@@ -17,13 +18,26 @@ import sys
 from pathlib import Path
 
 
+def import_tree_code(tree: str | os.PathLike[str] | None = None) -> str:
+    """Python source (one line, only ``sys``) that makes the interpreter running it import the orchestrator
+    package of ``tree`` (default: ``BENCH_TREE``); empty when there is none. Put it before a child's code:
+    ``[python, "-c", import_tree_code() + code]``."""
+    tree = tree if tree is not None else os.environ.get("BENCH_TREE")
+    if not tree:
+        return ""
+    return (
+        "import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+        "if 'editable' not in getattr(f, '__module__', '')]; "
+        f"sys.path.insert(0, {str(Path(tree).resolve())!r}); "
+    )
+
+
 def main() -> None:
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     tree = str(Path(sys.argv[1]).resolve())
     script = sys.argv[2]
-    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
-    sys.path.insert(0, tree)
+    exec(import_tree_code(tree))
     import orchestrator
 
     if not orchestrator.__file__ or not orchestrator.__file__.startswith(tree):
