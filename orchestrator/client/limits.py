@@ -36,8 +36,12 @@ What holds where:
   used (a read-only home, a lock held for seconds), one warning is logged and the process enforces
   its limits alone; a call never fails for it. A transaction runs under the limiter's lock and waits
   at most 50 ms for the file's lock (then the request retries 10 ms later, without blocking its loop).
-- **Across machines**: nothing. Each machine enforces its own limits; two machines on one key may
-  together send twice the rate. Give each machine its share of the limits in its config.
+- **Across machines**: on a Ray cluster, every worker's buckets share one log held by an actor
+  (``Limiter(cluster=...)``, :class:`orchestrator.runs.ray_workers.ClusterLog`). Its releases are awaited
+  off the limiter's lock, so a worker's loop serves its other calls during the round trip; a grant that
+  waited more than :data:`STALE_GRANT_S` for a busy loop to take it up is given back and asked again.
+  Otherwise nothing: two machines on one key may together send twice the rate, so give each machine
+  its share of the limits in its config.
 """
 
 from __future__ import annotations
@@ -56,12 +60,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RateLimitedError
-from .shared_limits import BUSY_RETRY_S, Claim, SharedLog
+from .shared_limits import BUSY_RETRY_S, Claim, SharedLog, Verdict
 
 WINDOW_S = 60.0  # the providers' minute
 SLACK_S = 0.1  # network jitter between our release and the server's arrival (see the module docstring)
 SPAN_S = WINDOW_S + SLACK_S  # how long a release counts against the window
 PAUSE_TOL_S = 0.01  # a pause read back from the shared file this close to ours is ours
+# A cluster's grant that waited longer than this for the busy event loop to take it up (after it arrived)
+# is given back and asked again: a request must leave within the slack of when the cluster logged it.
+STALE_GRANT_S = SLACK_S / 2
 _NEVER = float("-inf")
 
 
@@ -388,6 +395,8 @@ class Limiter:
                 shared = True
                 claims = claims or b.windowed
         slots: list[Slot | None] = []
+        # the cluster's answers in hand, not yet settled: log -> (verdict, when it arrived on the log's clock)
+        asked: dict[Any, tuple[Verdict, float]] | None = None
         try:
             while True:
                 with self._lock:
@@ -410,21 +419,36 @@ class Limiter:
                     await self.sleep(at - now)
                 due = at
                 while True:
+                    ask: list[tuple[Any, list[Claim], float]] = []
                     with self._lock:
                         now = self.clock()
                         if any(b.paused_until > max(now, honoured) for b in buckets):
                             # a 429 paused a bucket while we waited: give the slot up, take one after the pause
                             self._refund(buckets, slots)
+                            self._forget_asked(asked)
+                            asked = None
                             break
+                        if asked is not None and any(
+                            log.wall() - at > STALE_GRANT_S for log, (_, at) in asked.items()
+                        ):
+                            self._forget_asked(asked)  # and ask again
+                            asked = None
                         # Slots are planned, and releases are checked too: after the loop stalled (a blocking
                         # call, a GC pause) two planned slots may wake together. Keep them spaced, and keep
-                        # the window: the check counts what was actually released.
-                        for b in buckets:
-                            t = b.ready_at(tokens, now)
-                            if t > due:
-                                due = t
-                        if now >= due - 1e-9:
-                            rows = self._claim_shared(buckets, tokens, honoured, now) if claims else None
+                        # the window: the check counts what was actually released. An answer in hand is the
+                        # cluster's own check of the same (and more): it is settled as it is.
+                        if asked is None:
+                            for b in buckets:
+                                t = b.ready_at(tokens, now)
+                                if t > due:
+                                    due = t
+                        if now >= due - 1e-9 and claims and asked is None:
+                            ask = self._cluster_claims(buckets, tokens, honoured, now)
+                        if now >= due - 1e-9 and not ask:
+                            rows = (
+                                self._claim_shared(buckets, tokens, honoured, now, asked) if claims else None
+                            )
+                            asked = None
                             if rows is _PAUSED:
                                 self._refund(buckets, slots)
                                 break
@@ -447,11 +471,15 @@ class Limiter:
                                 if released:  # (a call without windowed buckets has nothing to reconcile)
                                     _RELEASED.set((released, tokens))
                                 return
+                    if ask:  # the cluster answers over the network: wait for it off the lock, the loop free
+                        asked = {log: await log.release_async(c, h) for log, c, h in ask}
+                        continue
                     await self.sleep(due - now)
         except BaseException:
             if slots:  # cancelled (or failed) holding a planned slot: give it up
                 with self._lock:
                     self._refund(buckets, slots)
+            self._forget_asked(asked)
             raise
 
     @staticmethod
@@ -473,21 +501,59 @@ class Limiter:
         if until > b.paused_until + PAUSE_TOL_S:  # within the tolerance it is our own pause, read back
             b.paused_until = until
 
-    def _claim_shared(self, buckets: list[Bucket], tokens: int, honoured: float, now: float) -> Any:
-        """Release in the shared files too: the rows (one per bucket, None where not shared), the local
-        time to try again at, or ``_PAUSED`` (a pause was adopted into the buckets)."""
+    @staticmethod
+    def _shared_groups(buckets: list[Bucket]) -> dict[SharedLog, list[int]]:
+        """The buckets whose window a shared log keeps, by log (the indexes into ``buckets``)."""
         groups: dict[SharedLog, list[int]] = {}
         for i, b in enumerate(buckets):
             if b.windowed and b.shares:
                 assert b.shared is not None
                 groups.setdefault(b.shared, []).append(i)
+        return groups
+
+    def _cluster_claims(
+        self, buckets: list[Bucket], tokens: int, honoured: float, now: float
+    ) -> list[tuple[Any, list[Claim], float]]:
+        """What to ask the logs that answer over the network (a cluster's, with ``release_async``, which
+        gives the verdict and when it arrived): the caller awaits them without the lock, then settles them
+        in :meth:`_claim_shared`."""
+        ask = []
+        for log, idx in self._shared_groups(buckets).items():
+            if hasattr(log, "release_async"):
+                offset = log.wall() - now
+                ask.append(
+                    (log, [buckets[i].claim(tokens) for i in idx], honoured + offset if honoured else 0.0)
+                )
+        return ask
+
+    @staticmethod
+    def _forget_asked(asked: dict[Any, tuple[Verdict, float]] | None) -> None:
+        """Take back what the cluster granted a request that will not go (paused, cancelled or stale)."""
+        for log, (verdict, _) in (asked or {}).items():
+            if verdict.kind == "go":
+                log.forget(verdict.rows)
+
+    def _claim_shared(
+        self,
+        buckets: list[Bucket],
+        tokens: int,
+        honoured: float,
+        now: float,
+        asked: dict[Any, tuple[Verdict, float]] | None = None,
+    ) -> Any:
+        """Release in the shared logs too: the rows (one per bucket, None where not shared), the local
+        time to try again at, or ``_PAUSED`` (a pause was adopted into the buckets). ``asked``: the
+        verdicts of the logs already asked (:meth:`_cluster_claims`), settled here like the others."""
         rows: list[int | None] = [None] * len(buckets)
         granted: list[tuple[SharedLog, list[int | None]]] = []
-        for log, idx in groups.items():
+        for log, idx in self._shared_groups(buckets).items():
             offset = log.wall() - now
-            verdict = log.release(
-                [buckets[i].claim(tokens) for i in idx], honoured + offset if honoured else 0.0
-            )
+            if asked is not None and log in asked:
+                verdict = asked[log][0]
+            else:
+                verdict = log.release(
+                    [buckets[i].claim(tokens) for i in idx], honoured + offset if honoured else 0.0
+                )
             if verdict.kind == "go":
                 for i, row in zip(idx, verdict.rows, strict=True):
                     rows[i] = row

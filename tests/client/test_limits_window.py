@@ -26,6 +26,7 @@ from helpers.fault_server import FaultServer, config_for
 
 from orchestrator.client import LLMClient, RetryPolicy, shared_limits
 from orchestrator.client.limits import SPAN_S, BucketPaused, Limiter
+from orchestrator.client.shared_limits import SharedLog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -485,3 +486,95 @@ def test_a_limits_file_from_another_version_is_started_afresh(tmp_path, caplog):
     columns = {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(limit_scopes)")}
     assert "n" in columns and "tokens" in columns
     assert "not shared" not in caplog.text
+
+
+# ------------------------------------------------------------------------------------ across a cluster
+
+
+class NetworkLog:
+    """A cluster's log as a Ray worker's limiter sees it (``ray_workers.ClusterLog``'s face): one real
+    SharedLog in the "actor", answering each release after a round trip on the virtual clock. A blocking
+    release (the worker's event loop stalled for the round trip) fails the test."""
+
+    ok = True
+
+    def __init__(self, log: SharedLog, clock: VirtualClock, one_way_s: float) -> None:
+        self.log, self.clock, self.one_way_s = log, clock, one_way_s
+        self.wall = log.wall
+        self.asked = 0
+        self.forgotten: list[list[int | None]] = []
+
+    def release(self, claims, honoured: float = 0.0):
+        raise AssertionError("a release blocked the worker's event loop for a round trip")
+
+    async def release_async(self, claims, honoured: float = 0.0):
+        self.asked += 1
+        await self.clock.sleep(self.one_way_s)  # to the actor, which decides on arrival
+        verdict = self.log.release(claims, honoured)
+        arrived = self.clock.now + self.one_way_s
+        await self.clock.sleep(self.one_way_s)  # and back, and taken up late by a loop that stalls
+        return verdict, arrived
+
+    def forget(self, rows) -> None:
+        self.forgotten.append(list(rows))
+        self.log.forget(rows)
+
+    def pause(self, scope: str, seconds: float) -> None:
+        self.log.pause(scope, seconds)
+
+    def set_tokens(self, row: int, tokens: float) -> None:
+        self.log.set_tokens(row, tokens)
+
+    def paused_until(self, scope: str) -> float:
+        return self.log.paused_until(scope)
+
+
+async def test_two_workers_on_one_cluster_log_share_the_window_without_blocking_their_loops():
+    """Two limiters (two Ray workers) asking one cluster log over a 3 ms round trip, many requests of each
+    in flight at once: every release is awaited (none blocks), and together they never exceed rpm or tpm
+    in a minute, and the spacing holds over both, although several asks cross on the way."""
+    clock = VirtualClock(seed=8, stall_every=31, stall_s=0.4)
+    actor = SharedLog(Path(":memory:"), span_s=SPAN_S, wall=clock)
+    logs = [NetworkLog(actor, clock, 0.0015) for _ in range(2)]
+    limiters = [Limiter(clock=clock, sleep=clock.sleep, wall=clock, cluster=log) for log in logs]
+    buckets = [lim.bucket("cluster-scope", rpm=30, tpm=9000) for lim in limiters]
+    rng = random.Random(8)
+    released: list[tuple[float, float]] = []
+
+    async def worker(lim: Limiter, b, n: int) -> None:
+        for _ in range(n):
+            tokens = rng.choice([50, 200, 400, 800])
+            await lim.acquire([b], tokens)
+            released.append((clock.now, tokens))
+
+    await clock.run(*(worker(lim, b, 10) for lim, b in zip(limiters, buckets, strict=True) for _ in range(8)))
+    times = sorted(t for t, _ in released)
+    tokens_worst, over = worst_tokens(released, 60.0, 9000)
+    assert len(times) == 160
+    assert max_in_window(times, 60.0) <= 30 and over == 0
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 2.0 - 0.0011
+    assert all(log.asked >= 80 for log in logs)  # every release went through the cluster, awaited
+    assert sum(log.asked for log in logs) > 160  # and some were told to wait: the asks crossed
+
+
+async def test_a_pause_that_arrives_while_the_cluster_answers_gives_the_granted_release_back():
+    """The cluster grants a release, but a 429 pauses the bucket before the answer is back: the request
+    does not go, the cluster forgets the release it granted, and the request goes after the pause."""
+    clock = VirtualClock(jitter_s=0.0)
+    log = NetworkLog(SharedLog(Path(":memory:"), span_s=SPAN_S, wall=clock), clock, 0.5)
+    limiter = Limiter(clock=clock, sleep=clock.sleep, wall=clock, cluster=log)
+    bucket = limiter.bucket("paused-scope", rpm=600)
+    started = clock.now
+    sent_at: list[float] = []
+
+    async def request() -> None:
+        await limiter.acquire([bucket], 1)
+        sent_at.append(clock.now)
+
+    async def a_429_meanwhile() -> None:
+        await clock.sleep(0.7)  # after the actor granted (0.5 s in), before the answer is back (1.0 s)
+        limiter.pause(bucket, 5.0)
+
+    await clock.run(request(), a_429_meanwhile())
+    assert len(log.forgotten) == 1 and log.forgotten[0] != [None]
+    assert sent_at and sent_at[0] >= started + 0.7 + 5.0

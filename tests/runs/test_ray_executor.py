@@ -214,6 +214,33 @@ def test_a_lease_is_all_a_call_needs_or_nothing_and_a_refused_worker_hands_its_l
     assert budget.outstanding() == pytest.approx(0.01) and budget.remaining == pytest.approx(0.01)
 
 
+async def test_a_workers_view_of_the_limits_actor_answers_without_blocking_its_loop(cluster):
+    """ClusterLog over a real LimitsActor: a release is awaited (its verdict and the wall time it arrived
+    come back), and a pause set through another worker's view reaches this one by background reads."""
+    import asyncio
+
+    from orchestrator.client.shared_limits import Claim
+    from orchestrator.runs.ray_workers import ClusterLog, LimitsActor
+
+    actor = ray.remote(LimitsActor).options(num_cpus=0).remote()
+    mine, other = ClusterLog(actor), ClusterLog(actor)
+    try:
+        asked = time.time()
+        verdict, arrived = await mine.release_async([Claim("scope", 60, 1.0, None, 1)])
+        assert verdict.kind == "go" and len(verdict.rows) == 1
+        assert asked <= arrived <= time.time()
+        verdict, _ = await mine.release_async([Claim("scope", 60, 1.0, None, 1)])
+        assert verdict.kind == "wait" and verdict.until > asked  # the spacing, held by the actor
+        assert mine.paused_until("paused") == 0.0  # nothing known yet; a read is on its way
+        other.pause("paused", 30.0)
+        deadline = time.monotonic() + 30
+        while mine.paused_until("paused") < asked + 29 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert mine.paused_until("paused") >= asked + 29
+    finally:
+        ray.kill(actor)
+
+
 def test_budget_cap_holds_across_workers_then_resume_finishes(tmp_path, isolated_home, cluster):
     srv = server(latency_s=0.05)
     price_in, price_out = 10.0, 40.0  # per million tokens, as write_config sets
