@@ -125,10 +125,24 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise E.UsageError(f"--address {address}: could not reach a Ray cluster: {exc}") from None
+        raise E.UsageError(
+            f"--address {address}: could not reach a Ray cluster: {exc}{_token_hint(address)}"
+        ) from None
     if address and address.startswith("ray://") and not _through_client():  # pragma: no cover
         raise E.UsageError(f"--address {address}: could not reach a Ray cluster through Ray Client")
     return True
+
+
+def _token_hint(address: str | None) -> str:
+    """What to try when Ray Client cannot connect: a cluster with token authentication (the default for
+    clusters Ray 2.5x starts once ~/.ray/auth_token exists) refuses a client that sends no token, and
+    Ray Client only reports a timeout."""
+    if not (address or "").startswith("ray://") or os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return ""
+    return (
+        "; if the cluster uses token authentication, run with RAY_AUTH_MODE=token and the cluster's token "
+        "in RAY_AUTH_TOKEN (or in ~/.ray/auth_token)"
+    )
 
 
 async def run_on_ray(

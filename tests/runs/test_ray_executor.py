@@ -380,9 +380,16 @@ def _free_port() -> int:
 
 
 def test_the_cli_reaches_a_cluster_through_ray_client(tmp_path, isolated_home):
-    """`ray start --head` in a child process, then `orchestrator run --address ray://127.0.0.1:PORT`."""
+    """`ray start --head` in a child process, then `orchestrator run --address ray://127.0.0.1:PORT`.
+
+    The head uses token authentication, as Ray 2.5x does by default once ~/.ray/auth_token exists (which
+    the other tests' local clusters create): the CLI connects with the same token from its environment,
+    and the token appears nowhere in what the run printed or stored."""
+    import secrets
     import tempfile
 
+    token = secrets.token_hex(32)
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     ray_bin = Path(sys.executable).with_name("ray")
     gcs, client_port = _free_port(), _free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
@@ -398,12 +405,13 @@ def test_the_cli_reaches_a_cluster_through_ray_client(tmp_path, isolated_home):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env={**os.environ, **auth},
     )
     srv = server(latency_s=0.02)
     try:
         cfg = write_config(tmp_path, srv.url + "/v1")
         dataset = write_dataset(tmp_path, make_issues(6))
-        env = {**os.environ, "ORCHESTRATOR_PROGRESS": "off"}
+        env = {**os.environ, "ORCHESTRATOR_PROGRESS": "off", **auth}
         env.pop("RAY_ADDRESS", None)
         deadline, proc = time.monotonic() + 180, None
         while time.monotonic() < deadline:  # the head's client server takes a while to listen
@@ -433,6 +441,9 @@ def test_the_cli_reaches_a_cluster_through_ray_client(tmp_path, isolated_home):
         assert "12 cells run now" in proc.stdout and "Traceback" not in proc.stderr
         assert len(rows_without_timings(isolated_home, "client")) == 12
         assert len(srv.requests) == 6
+        assert token not in proc.stdout + proc.stderr
+        for stored in isolated_home.rglob("*.sqlite*"):
+            assert token.encode() not in stored.read_bytes(), stored
     finally:
         srv.stop()
         os.killpg(head.pid, signal.SIGTERM)
@@ -465,3 +476,24 @@ def test_bad_ray_flags_exit_2_with_the_flag_named(tmp_path, flags, message):
     )
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_ray_client_timeout_says_what_to_set_for_token_authentication(monkeypatch):
+    """Ray Client reports only a timeout when the cluster wants a token the client did not send."""
+    import ray
+
+    from orchestrator.errors import UsageError
+    from orchestrator.runs.ray_executor import connect
+
+    def refuse(*_a, **_k):
+        raise ConnectionError("ray client connection timeout")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with pytest.raises(UsageError, match=r"ray://127\.0\.0\.1:1: could not reach .* RAY_AUTH_MODE=token"):
+        connect("ray://127.0.0.1:1")
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # already set: the hint would mislead
+    with pytest.raises(UsageError) as refused:
+        connect("ray://127.0.0.1:1")
+    assert "RAY_AUTH_MODE" not in str(refused.value)
