@@ -195,14 +195,10 @@ async def test_usage_above_the_estimate_holds_the_next_request_back():
     assert b.earliest(100, clock.now) == clock.now
 
 
-async def test_two_limiters_on_one_file_share_the_window(tmp_path):
-    """Two limiters (as two processes would) on one SQLite file, on one virtual clock: together, never
-    more than rpm per minute nor tpm, and the spacing holds over both."""
-    clock = VirtualClock(seed=6, stall_every=29, stall_s=0.4)
-    db = tmp_path / "limits.sqlite"
-    limiters = [Limiter(clock=clock, sleep=clock.sleep, wall=clock) for _ in range(2)]
-    buckets = [lim.bucket("shared-scope", rpm=30, tpm=9000, shared=db) for lim in limiters]
-    rng = random.Random(6)
+async def assert_two_share_rpm_30_tpm_9000(clock: VirtualClock, limiters, buckets, *, seed: int) -> None:
+    """Eight tasks on each of two limiters release ten requests each (tokens drawn with ``seed``); together
+    never more than 30 requests nor 9,000 tokens in a minute, and the 2 s spacing holds over both."""
+    rng = random.Random(seed)
     released: list[tuple[float, float]] = []
 
     async def worker(lim: Limiter, b, n: int) -> None:
@@ -215,12 +211,20 @@ async def test_two_limiters_on_one_file_share_the_window(tmp_path):
     times = sorted(t for t, _ in released)
     worst = max_in_window(times, 60.0)
     tokens_worst, over = worst_tokens(released, 60.0, 9000)
-    print(
-        f"\ntwo limiters, one file, rpm=30 tpm=9000: {worst} requests and {tokens_worst:.0f} tokens at most"
-    )
+    print(f"\ntwo limiters, rpm=30 tpm=9000: {worst} requests and {tokens_worst:.0f} tokens at most")
     assert len(times) == 160
     assert worst <= 30 and over == 0
     assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 2.0 - 0.0011
+
+
+async def test_two_limiters_on_one_file_share_the_window(tmp_path):
+    """Two limiters (as two processes would) on one SQLite file, on one virtual clock: together, never
+    more than rpm per minute nor tpm, and the spacing holds over both."""
+    clock = VirtualClock(seed=6, stall_every=29, stall_s=0.4)
+    db = tmp_path / "limits.sqlite"
+    limiters = [Limiter(clock=clock, sleep=clock.sleep, wall=clock) for _ in range(2)]
+    buckets = [lim.bucket("shared-scope", rpm=30, tpm=9000, shared=db) for lim in limiters]
+    await assert_two_share_rpm_30_tpm_9000(clock, limiters, buckets, seed=6)
     for b in buckets:
         assert b.shared is not None and b.shared.ok
 
@@ -538,21 +542,7 @@ async def test_two_workers_on_one_cluster_log_share_the_window_without_blocking_
     logs = [NetworkLog(actor, clock, 0.0015) for _ in range(2)]
     limiters = [Limiter(clock=clock, sleep=clock.sleep, wall=clock, cluster=log) for log in logs]
     buckets = [lim.bucket("cluster-scope", rpm=30, tpm=9000) for lim in limiters]
-    rng = random.Random(8)
-    released: list[tuple[float, float]] = []
-
-    async def worker(lim: Limiter, b, n: int) -> None:
-        for _ in range(n):
-            tokens = rng.choice([50, 200, 400, 800])
-            await lim.acquire([b], tokens)
-            released.append((clock.now, tokens))
-
-    await clock.run(*(worker(lim, b, 10) for lim, b in zip(limiters, buckets, strict=True) for _ in range(8)))
-    times = sorted(t for t, _ in released)
-    tokens_worst, over = worst_tokens(released, 60.0, 9000)
-    assert len(times) == 160
-    assert max_in_window(times, 60.0) <= 30 and over == 0
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 2.0 - 0.0011
+    await assert_two_share_rpm_30_tpm_9000(clock, limiters, buckets, seed=8)
     assert all(log.asked >= 80 for log in logs)  # every release went through the cluster, awaited
     assert sum(log.asked for log in logs) > 160  # and some were told to wait: the asks crossed
 
