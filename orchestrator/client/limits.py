@@ -429,7 +429,7 @@ class Limiter:
                             asked = None
                             break
                         if asked is not None and any(
-                            log.wall() - at > STALE_GRANT_S for log, (_, at) in asked.items()
+                            log.wall() - arrived > STALE_GRANT_S for log, (_, arrived) in asked.items()
                         ):
                             self._forget_asked(asked)  # and ask again
                             asked = None
