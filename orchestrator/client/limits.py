@@ -211,7 +211,8 @@ class Limiter:
                                 t = b.ready_at(tokens, now)
                                 if t > due:
                                     due = t
-                        if now >= due - 1e-9 and claims and asked is None:
+                        # only a cluster's log answers over the network (a file's is asked under the lock)
+                        if now >= due - 1e-9 and claims and asked is None and self.cluster is not None:
                             ask = self._cluster_claims(buckets, tokens, honoured, now)
                         if now >= due - 1e-9 and not ask:
                             rows = (
